@@ -1,0 +1,5 @@
+import sys
+
+from facemarks.cli import main
+
+sys.exit(main())
