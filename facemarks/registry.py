@@ -53,6 +53,7 @@ MODELS = Registry(
         "facemarks.models.resnet",
         "facemarks.models.lightweight",
         "facemarks.models.hourglass",
+        "facemarks.models.heatmap",
     ],
 )
 LOSSES = Registry("loss", providers=["facemarks.losses", "facemarks.heatmaps"])

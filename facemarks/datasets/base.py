@@ -76,3 +76,100 @@ def read_image(path) -> np.ndarray:
     if image is None:
         raise DataError(path, "not a readable image (corrupt or unsupported format)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers shared by the readers.
+
+
+class SampleList(list):
+    """A list of Sample returned by the readers; `skipped` holds one message per face that
+    was left out because of bad input (only with on_error="skip"), each naming the file."""
+
+    def __init__(self, samples=(), skipped=None):
+        super().__init__(samples)
+        self.skipped: list[str] = list(skipped or [])
+
+
+ON_ERROR = ("raise", "skip")
+
+
+def check_on_error(on_error: str) -> str:
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    return on_error
+
+
+def add_face(out: SampleList, on_error: str, make) -> None:
+    """Append make() to out; with on_error="skip" a DataError is recorded in out.skipped
+    instead of raised (faces are independent: one bad face does not spoil the others)."""
+    try:
+        out.append(make())
+    except DataError as exc:
+        if on_error != "skip":
+            raise
+        out.skipped.append(str(exc))
+
+
+def require_image(image: Path, annotation_path, line: int | None = None) -> Path:
+    """The image must exist (it is decoded later, in the crop cache)."""
+    if not Path(image).is_file():
+        raise DataError(annotation_path, f"image not found: {image}", line)
+    return Path(image)
+
+
+def require_nonempty(samples: SampleList, path, what: str) -> SampleList:
+    """An empty dataset or split is an error naming the path (never a silent empty list)."""
+    if not samples:
+        detail = f" (all {len(samples.skipped)} faces were skipped; first problem: {samples.skipped[0]})" if samples.skipped else ""
+        raise DataError(path, f"no faces in {what}{detail}")
+    return samples
+
+
+def image_size(path) -> tuple[int, int]:
+    """(width, height) of an image, read from the PNG/JPEG header when possible (fast),
+    else by decoding. DataError naming the file if it is missing or unreadable."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64 * 1024)
+    except FileNotFoundError:
+        raise DataError(path, "image file not found") from None
+    except OSError as exc:
+        raise DataError(path, f"cannot read image: {exc}") from None
+    size = _png_size(head) or _jpeg_size(head)
+    if size is None:
+        image = read_image(path)
+        size = (image.shape[1], image.shape[0])
+    return size
+
+
+def _png_size(head: bytes):
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return None
+
+
+def _jpeg_size(head: bytes):
+    """Walk the JPEG markers up to the first start-of-frame segment."""
+    if head[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        length = int.from_bytes(head[i + 2 : i + 4], "big")
+        # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) carry the frame size.
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height = int.from_bytes(head[i + 5 : i + 7], "big")
+            width = int.from_bytes(head[i + 7 : i + 9], "big")
+            return (width, height) if width and height else None
+        i += 2 + length
+    return None
