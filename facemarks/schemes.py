@@ -41,6 +41,11 @@ class Scheme:
     regions: dict[str, tuple[int, ...]] = field(default_factory=dict)
     boundaries: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
+    def __hash__(self) -> int:
+        # The dict fields are not hashable; equal schemes share these fields, so the hash
+        # stays consistent with ==.
+        return hash((self.name, self.num_points, self.flip_permutation))
+
 
 def _permutation_from_pairs(num_points: int, pairs) -> tuple[int, ...]:
     """Identity permutation with each (a, b) pair swapped (points on the midline map to themselves)."""

@@ -43,6 +43,7 @@ def make_run(name, seed, io, image=None, train_seconds=10.0, epochs=3):
             "image": image if image is not None else [0.25 * v + 0.001 * seed for v in io],
             "inter_ocular": list(io),
             "inter_pupil": [1.4 * v for v in io],
+            "box": [0.7 * v + 0.002 for v in io],
         },
         "history": [
             {"epoch": e, "train_loss": 2.0 / (e + 1) + seed, "val_nme": 0.1 / (e + 1), "lr": 1e-3, "seconds": 1.5}
@@ -158,6 +159,7 @@ def test_main_table_summary_and_markdown(two_by_two):
         io_pct = [100 * statistics.mean(IO[name, s]) for s in seeds]
         image_pct = [100 * statistics.mean(r["nme"]["image"]) for r in runs]
         pupil_pct = [100 * statistics.mean(r["nme"]["inter_pupil"]) for r in runs]
+        box_pct = [100 * statistics.mean(r["nme"]["box"]) for r in runs]
         fr_pct = [100 * sum(e > THRESHOLD for e in IO[name, s]) / 5 for s in seeds]
         aucs = [simpson_auc(IO[name, s]) for s in seeds]
         m = entries[name]["metrics"]
@@ -165,6 +167,7 @@ def test_main_table_summary_and_markdown(two_by_two):
             ("nme_inter_ocular_pct", io_pct, "NME inter-ocular (%)", 3),
             ("nme_image_pct", image_pct, "NME image (%)", 3),
             ("nme_inter_pupil_pct", pupil_pct, "NME inter-pupil (%)", 3),
+            ("nme_box_pct", box_pct, "NME box (%)", 3),
             ("fr_pct", fr_pct, "FR@0.1 (%)", 2),
             ("auc", aucs, "AUC@0.1", 4),
         ):

@@ -181,7 +181,7 @@ def _folders_for_split(root: Path, split: str | None, allow_partial: bool) -> li
             raise DataError(
                 root,
                 f"300W split {split!r} is incomplete: missing folder(s) {', '.join(missing)} "
-                f"(it is {' + '.join(wanted)}); pass allow_partial=True to use the folders present",
+                f"(it is {' + '.join(wanted)}); pass allow_partial=True (facemarks data info: --allow-partial) to use the folders present",
             )
         return [f for f in wanted if f not in missing]
     folder = split.strip("/")

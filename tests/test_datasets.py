@@ -1,0 +1,612 @@
+"""Dataset readers: real 300W / WFLW data, bad input, CSV / JSON-lines round trips,
+COFW .mat files in both MATLAB layouts, spec parsing, and `facemarks data`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from facemarks import datasets
+from facemarks.cli import main
+from facemarks.datasets import cofw, table, w300, wflw
+from facemarks.datasets.base import image_size
+from facemarks.errors import DataError
+
+RNG = np.random.default_rng(0)
+
+
+def write_image(path: Path, height: int = 12, width: int = 9, seed: int = 0) -> np.ndarray:
+    """Write a small random RGB PNG/JPEG and return the RGB array."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rgb = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return rgb
+
+
+def pts_text(points_1based, declared=None) -> str:
+    rows = "\n".join(f"{x:.6f} {y:.6f}" for x, y in points_1based)
+    n = len(points_1based) if declared is None else declared
+    return f"version: 1\nn_points:  {n}\n{{\n{rows}\n}}\n"
+
+
+def make_300w_face(folder: Path, name: str, seed: int = 0, image: bool = True) -> np.ndarray:
+    """A face with 68 points (1-based in the file); returns the expected 0-based points."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pts = np.random.default_rng(seed).uniform(1, 9, (68, 2)).round(6)
+    (folder / f"{name}.pts").write_text(pts_text(pts))
+    if image:
+        write_image(folder / f"{name}.jpg", seed=seed)
+    return pts - 1
+
+
+# ---------------------------------------------------------------------------------------
+# 300W, real data
+
+
+def test_300w_reads_all_real_faces_and_standard_splits(data_300w):
+    spec = f"300w:{data_300w}"
+    everything = datasets.load(spec)
+    assert len(everything) == 2566 and everything.skipped == []
+    assert len(datasets.load(spec, "train")) == 2012
+    assert len(datasets.load(spec, "common")) == 554
+    counts = datasets.splits(spec)
+    assert counts == {
+        "train": 2012, "common": 554, "afw": 337, "helen/trainset": 870,
+        "helen/testset": 330, "lfpw/trainset": 805, "lfpw/testset": 224,
+    }
+    assert {s.subset for s in everything} == {"afw", "helen/trainset", "helen/testset", "lfpw/trainset", "lfpw/testset"}
+    assert all(s.scheme == "300w" and s.landmarks.shape == (68, 2) for s in everything)
+    assert all(Path(s.image_path).is_file() for s in everything[:50])
+    assert len(datasets.load(spec, "helen/testset")) == 330
+
+
+def test_300w_missing_and_partial_splits_are_errors(data_300w):
+    spec = f"300w:{data_300w}"
+    with pytest.raises(DataError, match="ibug"):
+        datasets.load(spec, "challenge")
+    with pytest.raises(DataError, match="incomplete.*ibug"):
+        datasets.load(spec, "full")
+    assert len(datasets.load(spec, "full", allow_partial=True)) == 554
+    with pytest.raises(DataError, match="unknown 300W split"):
+        datasets.load(spec, "nonsense")
+
+
+def test_300w_pts_value_is_file_minus_one(data_300w):
+    pts_file = data_300w / "afw" / "1051618982_1.pts"
+    lines = pts_file.read_text().splitlines()
+    first = [float(v) for v in lines[3].split()]
+    last = [float(v) for v in lines[3 + 67].split()]
+    np.testing.assert_array_equal(w300.read_pts(pts_file)[0], first)  # read as stored
+    face = next(s for s in datasets.load(f"300w:{data_300w}", "afw") if s.image_path.endswith("1051618982_1.jpg"))
+    np.testing.assert_allclose(face.landmarks[0], np.array(first) - 1, atol=0)
+    np.testing.assert_allclose(face.landmarks[67], np.array(last) - 1, atol=0)
+    np.testing.assert_allclose(face.box, [*face.landmarks.min(0), *face.landmarks.max(0)])
+    assert face.subset == "afw"
+
+
+# ---------------------------------------------------------------------------------------
+# WFLW, real data
+
+WFLW_SUBSET_COUNTS = {"largepose": 98, "expression": 112, "illumination": 214, "makeup": 65, "occlusion": 200, "blur": 205}
+
+
+def test_wflw_reads_all_real_faces_and_subsets(data_wflw):
+    spec = f"wflw:{data_wflw}"
+    faces = datasets.load(spec, "test")
+    assert len(faces) == 577
+    for subset, count in WFLW_SUBSET_COUNTS.items():
+        assert len(datasets.load(spec, subset)) == count
+    assert datasets.splits(spec) == {"test": 577, **WFLW_SUBSET_COUNTS}
+    assert len(datasets.load(spec, "pose")) == 98  # alias
+    with pytest.raises(DataError, match="list_98pt_rect_attr_train.txt"):
+        datasets.load(spec, "train")
+
+
+def test_wflw_values_match_the_raw_line(data_wflw):
+    raw = (data_wflw / wflw.RECT_ATTR / "list_98pt_rect_attr_test.txt").read_text().splitlines()[0].split()
+    face = datasets.load(f"wflw:{data_wflw}", "test")[0]
+    np.testing.assert_array_equal(face.landmarks[0], [float(raw[0]), float(raw[1])])  # 0-based: unchanged
+    np.testing.assert_array_equal(face.landmarks[97], [float(raw[194]), float(raw[195])])
+    np.testing.assert_array_equal(face.box, [float(v) for v in raw[196:200]])
+    assert face.attributes == dict(zip(["pose", "expression", "illumination", "makeup", "occlusion", "blur"], map(int, raw[200:206])))
+    assert face.image_path == str((data_wflw / "WFLW_images" / raw[206]).resolve())
+
+
+def test_wflw_subset_lists_agree_with_flags(data_wflw):
+    faces = datasets.load(f"wflw:{data_wflw}", "test")
+
+    def key(sample):
+        return sample.image_path, tuple(np.round(sample.landmarks.ravel(), 4))
+
+    flag_of = {"largepose": "pose", "expression": "expression", "illumination": "illumination", "makeup": "makeup", "occlusion": "occlusion", "blur": "blur"}
+    for subset, flag in flag_of.items():
+        listed = wflw.read_subset_list(wflw.subset_list_file(data_wflw, subset), data_wflw)
+        assert len(listed) == WFLW_SUBSET_COUNTS[subset]
+        assert {key(s) for s in listed} == {key(s) for s in faces if s.attributes[flag] == 1}
+
+
+# ---------------------------------------------------------------------------------------
+# 300W, synthetic folders and bad input
+
+
+def test_300w_small_tree_splits_and_subsets(tmp_path):
+    expected = {}
+    for folder in ("afw", "helen/trainset", "lfpw/trainset", "helen/testset", "lfpw/testset"):
+        expected[folder] = make_300w_face(tmp_path / folder, "face", seed=len(expected))
+    train = datasets.load(f"300w:{tmp_path}", "train")
+    assert [s.subset for s in train] == ["afw", "helen/trainset", "lfpw/trainset"]
+    for sample in train:
+        np.testing.assert_allclose(sample.landmarks, expected[sample.subset], atol=1e-9)
+    assert datasets.splits(f"300w:{tmp_path}")["common"] == 2
+
+
+@pytest.mark.parametrize(
+    "mutate, line, message",
+    [
+        (lambda lines: lines[:70] + lines[71:], 71, "found 67 points"),
+        (lambda lines: [lines[0], "n_points:  67", *lines[2:]], 2, "expected 68"),
+        (lambda lines: lines[:9] + ["12.5 abc"] + lines[10:], 10, "malformed"),
+        (lambda lines: lines[:9] + ["12.5"] + lines[10:], 10, "malformed"),
+        (lambda lines: lines[:4] + ["nan 3.0"] + lines[5:], 5, "not finite"),
+        (lambda lines: lines[:71] + ["1.0 2.0"] + lines[71:], 72, "expected '}'"),
+        (lambda lines: ["version: 2"] + lines[1:], 1, "version"),
+        (lambda lines: lines + ["trailing"], 73, "unexpected text"),
+    ],
+)
+def test_bad_pts_errors_name_file_and_line(tmp_path, mutate, line, message):
+    make_300w_face(tmp_path / "afw", "bad")
+    pts = tmp_path / "afw" / "bad.pts"
+    pts.write_text("\n".join(mutate(pts.read_text().splitlines())) + "\n")
+    with pytest.raises(DataError, match=message) as info:
+        datasets.load(f"300w:{tmp_path}")
+    assert str(info.value).startswith(f"{pts}:{line}:")
+
+
+def test_missing_image_raises_or_is_skipped(tmp_path):
+    make_300w_face(tmp_path / "afw", "good", seed=1)
+    make_300w_face(tmp_path / "afw", "lonely", seed=2, image=False)
+    with pytest.raises(DataError, match="no image next to it") as info:
+        datasets.load(f"300w:{tmp_path}")
+    assert str(info.value).startswith(str(tmp_path / "afw" / "lonely.pts"))
+    faces = datasets.load(f"300w:{tmp_path}", on_error="skip")
+    assert len(faces) == 1 and faces[0].image_path.endswith("good.jpg")
+    assert len(faces.skipped) == 1 and "lonely.pts" in faces.skipped[0]
+
+
+def test_png_images_and_empty_dataset(tmp_path):
+    make_300w_face(tmp_path / "faces", "a", image=False)
+    write_image(tmp_path / "faces" / "a.png")
+    assert datasets.load(f"300w:{tmp_path / 'faces'}")[0].image_path.endswith("a.png")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no faces") as info:
+        datasets.load(f"300w:{tmp_path / 'empty'}")
+    assert str(info.value).startswith(str(tmp_path / "empty"))
+
+
+def test_read_image_corrupt_and_missing(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 this is not a jpeg")
+    with pytest.raises(DataError, match="not a readable image") as info:
+        datasets.read_image(bad)
+    assert str(info.value).startswith(str(bad))
+    with pytest.raises(DataError, match="not found"):
+        datasets.read_image(tmp_path / "none.png")
+    with pytest.raises(DataError):
+        image_size(bad)
+    rgb = write_image(tmp_path / "ok.png", height=7, width=5)
+    np.testing.assert_array_equal(datasets.read_image(tmp_path / "ok.png"), rgb)
+    assert image_size(tmp_path / "ok.png") == (5, 7)
+    write_image(tmp_path / "ok.jpg", height=13, width=21)
+    assert image_size(tmp_path / "ok.jpg") == (21, 13)
+
+
+# ---------------------------------------------------------------------------------------
+# WFLW, bad input
+
+
+def wflw_line(points, box=(0, 0, 5, 5), flags=(0, 0, 0, 0, 0, 0), image="e/a.jpg") -> str:
+    return " ".join([*(f"{v:.6f}" for v in np.ravel(points)), *map(str, box), *map(str, flags), image])
+
+
+def make_wflw(root: Path, lines: list[str]) -> Path:
+    write_image(root / "WFLW_images" / "e" / "a.jpg")
+    path = root / wflw.RECT_ATTR / "list_98pt_rect_attr_test.txt"
+    path.parent.mkdir(parents=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_wflw_small_file_and_bad_lines(tmp_path):
+    pts = RNG.uniform(0, 8, (98, 2))
+    path = make_wflw(tmp_path, [wflw_line(pts, flags=(1, 0, 0, 0, 0, 1)), wflw_line(pts[:97], image="e/a.jpg"), wflw_line(pts, image="../../outside.jpg"), wflw_line(pts, flags=(0, 2, 0, 0, 0, 0))])
+    with pytest.raises(DataError, match="expected 207 tokens") as info:
+        datasets.load(f"wflw:{tmp_path}", "test")
+    assert str(info.value).startswith(f"{path}:2:")
+    faces = datasets.load(f"wflw:{tmp_path}", "test", on_error="skip")
+    assert len(faces) == 1 and len(faces.skipped) == 3
+    assert "outside the dataset root" in faces.skipped[1] and f"{path}:3:" in faces.skipped[1]
+    assert "flags must be 0 or 1" in faces.skipped[2]
+    np.testing.assert_allclose(faces[0].landmarks, np.round(pts, 6))
+    assert len(datasets.load(f"wflw:{tmp_path}", "blur", on_error="skip")) == 1
+    with pytest.raises(DataError, match="no faces"):
+        datasets.load(f"wflw:{tmp_path}", "makeup", on_error="skip")
+
+
+def test_wflw_missing_image_is_an_error(tmp_path):
+    pts = RNG.uniform(0, 8, (98, 2))
+    path = make_wflw(tmp_path, [wflw_line(pts, image="e/missing.jpg")])
+    with pytest.raises(DataError, match="image not found") as info:
+        datasets.load(f"wflw:{tmp_path}")
+    assert str(info.value).startswith(f"{path}:1:")
+
+
+# ---------------------------------------------------------------------------------------
+# CSV and JSON lines
+
+
+def test_hand_written_csv(tmp_path):
+    write_image(tmp_path / "img" / "a.png")
+    write_image(tmp_path / "img" / "b.png")
+    header = "image," + ",".join(f"x{i},y{i}" for i in range(5)) + ",box_x0,box_y0,box_x1,box_y1,split"
+    rows = [
+        "img/a.png,1,2,3,4,5,6,7,8,9,10,0,0,9,11,train",
+        "img/b.png,1.5,2.5,3.5,4.5,5.5,6.5,7.5,8.5,9.5,10.5,1,1,8,8,test",
+    ]
+    (tmp_path / "faces.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    faces = datasets.load(f"csv:{tmp_path / 'faces.csv'}")
+    assert [f.scheme for f in faces] == ["5pt", "5pt"]  # inferred from 5 points
+    np.testing.assert_array_equal(faces[0].landmarks, [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10]])
+    np.testing.assert_array_equal(faces[1].box, [1, 1, 8, 8])
+    assert faces[0].image_path == str((tmp_path / "img" / "a.png").resolve())
+    assert [f.image_path for f in datasets.load(f"csv:{tmp_path / 'faces.csv'}", "test")] == [faces[1].image_path]
+    assert datasets.splits(f"csv:{tmp_path / 'faces.csv'}") == {"all": 2, "train": 1, "test": 1}
+    # a bare path is recognised by its extension
+    assert len(datasets.load(str(tmp_path / "faces.csv"))) == 2
+
+
+@pytest.mark.parametrize(
+    "header_or_row, message",
+    [
+        ("image,x0,y0,x1\nimg.png,1,2,3\n", "x0,y0"),
+        ("image,x0,y0,x1,y1,colour\nimg.png,1,2,3,4,red\n", "unknown column"),
+        ("image,x0,y0,x1,y1,box_x0\nimg.png,1,2,3,4,0\n", "all four box columns"),
+        ("image,x0,y0,x1,y1\nimg.png,1,2,3,oops\n", "not a number"),
+        ("image,x0,y0,x1,y1\nimg.png,1,2,3,nan\n", "NaN"),
+        ("image,x0,y0,x1,y1\n../img.png,1,2,3,4\n", "outside"),
+        ("image,x0,y0,x1,y1\nmissing.png,1,2,3,4\n", "image not found"),
+        ("image,x0,y0,x1,y1\n", "no faces"),
+    ],
+)
+def test_bad_csv(tmp_path, header_or_row, message):
+    write_image(tmp_path / "img.png")
+    path = tmp_path / "faces.csv"
+    path.write_text(header_or_row)
+    with pytest.raises(DataError, match=message) as info:
+        datasets.load(f"csv:{path}")
+    assert str(info.value).startswith(str(path))
+
+
+def two_point_scheme(tmp_path: Path) -> Path:
+    path = tmp_path / "two.json"
+    path.write_text(json.dumps({"num_points": 2, "flip_permutation": [1, 0], "outer_eye_corners": [0, 1], "left_eye": [0], "right_eye": [1]}))
+    return path
+
+
+def test_csv_scheme_option_and_conflicts(tmp_path):
+    write_image(tmp_path / "img.png")
+    scheme_file = two_point_scheme(tmp_path)
+    path = tmp_path / "faces.csv"
+    path.write_text("image,x0,y0,x1,y1\nimg.png,1,2,3,4\n")
+    with pytest.raises(DataError, match="no built-in scheme"):
+        datasets.load(f"csv:{path}")
+    faces = datasets.load(f"csv:{path}?scheme={scheme_file}")
+    assert faces[0].scheme == str(scheme_file)
+    with pytest.raises(DataError, match="has 5 points"):
+        datasets.load(f"csv:{path}?scheme=5pt")
+    path.write_text("image,x0,y0,x1,y1,scheme\nimg.png,1,2,3,4,5pt\n")
+    with pytest.raises(DataError, match="contradicts"):
+        datasets.load(f"csv:{path}?scheme={scheme_file}")
+
+
+def make_samples(tmp_path: Path) -> list[datasets.Sample]:
+    samples = []
+    for i, (n, scheme) in enumerate([(68, "300w"), (68, "300w"), (5, "5pt"), (98, "wflw")]):
+        image = tmp_path / "images" / f"{i}.png"
+        write_image(image, seed=i)
+        pts = RNG.uniform(-0.5, 11.5, (n, 2))
+        attributes = {"split": ["train", "train", "val", "test"][i]}
+        if i == 3:
+            attributes.update({"pose": 1, "blur": 0, "occluded": tuple([0, 1] * 49)})
+        samples.append(datasets.Sample(str(image.resolve()), pts, np.array([0.25, 0.5, 8.0, 11.0]), scheme, attributes, f"part{i}"))
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.png"
+    write_image(outside)
+    samples.append(datasets.Sample(str(outside.resolve()), RNG.uniform(0, 8, (68, 2)), np.array([0.0, 0, 8, 8]), "300w", {}, ""))
+    return samples
+
+
+def assert_same(a: datasets.Sample, b: datasets.Sample) -> None:
+    assert a.image_path == b.image_path and a.scheme == b.scheme and a.subset == b.subset
+    assert a.attributes == b.attributes
+    np.testing.assert_array_equal(a.landmarks, b.landmarks)
+    np.testing.assert_array_equal(a.box, b.box)
+
+
+def test_jsonl_round_trip(tmp_path):
+    samples = make_samples(tmp_path)
+    path = table.write_jsonl(samples, tmp_path / "faces.jsonl")
+    first = json.loads(path.read_text().splitlines()[0])
+    assert first["image"] == "images/0.png"  # relative to the file's folder
+    assert Path(json.loads(path.read_text().splitlines()[-1])["image"]).is_absolute()
+    back = datasets.load(f"jsonl:{path}")
+    assert len(back) == len(samples)
+    for a, b in zip(samples, back):
+        assert_same(a, b)
+    assert [s.subset for s in datasets.load(f"jsonl:{path}", "train")] == ["part0", "part1"]
+    assert datasets.splits(f"jsonl:{path}") == {"all": 5, "train": 2, "val": 1, "test": 1}
+
+
+def test_csv_round_trip(tmp_path):
+    samples = [s for s in make_samples(tmp_path) if s.scheme == "300w"]
+    path = table.write_csv(samples, tmp_path / "faces.csv")
+    back = datasets.load(f"csv:{path}")
+    for a, b in zip(samples, back):
+        assert_same(a, b)
+
+
+def test_jsonl_forms_and_bad_records(tmp_path):
+    write_image(tmp_path / "a.png")
+    path = tmp_path / "faces.jsonl"
+    good = [
+        {"image": "a.png", "landmarks": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]},
+        {"image": str(tmp_path / "a.png"), "landmarks": [[1, 2], [3, 4], [5, 6], [7, 8], [9, 10]], "box": [0, 0, 9, 9]},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in good) + "\n\n")
+    flat, nested = datasets.load(f"jsonl:{path}")
+    np.testing.assert_array_equal(flat.landmarks, nested.landmarks)
+    assert flat.scheme == "5pt" and flat.image_path == nested.image_path
+    np.testing.assert_array_equal(flat.box, [1, 2, 9, 10])  # landmark extent
+
+    bad_lines = [
+        '{"image": "a.png", "landmarks": [1, 2, NaN, 4, 5, 6, 7, 8, 9, 10]}',
+        '{"image": "a.png", "landmarks": [1, 2, 3]}',
+        '{"image": "../a.png", "landmarks": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}',
+        '{"landmarks": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]}',
+        '{"image": "a.png", "landmarks": [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "scheme": "300w"}',
+        "[1, 2]",
+        "{not json",
+    ]
+    path.write_text(json.dumps(good[0]) + "\n" + "\n".join(bad_lines) + "\n")
+    faces = datasets.load(f"jsonl:{path}", on_error="skip")
+    assert len(faces) == 1 and len(faces.skipped) == len(bad_lines)
+    for line, message in enumerate(faces.skipped, start=2):
+        assert message.startswith(f"{path}:{line}:")
+    for expected, message in zip(["NaN", "even count", "outside", "missing field 'image'", "68 points", "JSON object", "not a valid JSON"], faces.skipped):
+        assert expected in message
+    with pytest.raises(DataError, match="NaN"):
+        datasets.load(f"jsonl:{path}")
+    (tmp_path / "empty.jsonl").write_text("\n")
+    with pytest.raises(DataError, match="no faces") as info:
+        datasets.load(f"jsonl:{tmp_path / 'empty.jsonl'}")
+    assert str(info.value).startswith(str(tmp_path / "empty.jsonl"))
+    with pytest.raises(DataError, match="no faces in split 'train'"):
+        datasets.load(f"jsonl:{path}", "train", on_error="skip")
+
+
+# ---------------------------------------------------------------------------------------
+# COFW .mat files
+
+PHIS_N = 3
+
+
+def cofw_values():
+    """Known annotations for 3 faces: x = 10 + i + k, y = 20 + 2i + k (1-based), flags."""
+    images = [
+        RNG.integers(0, 256, (12, 9, 3), dtype=np.uint8),
+        RNG.integers(0, 256, (7, 11), dtype=np.uint8),  # grayscale
+        RNG.integers(0, 256, (10, 10, 3), dtype=np.uint8),
+    ]
+    phis = np.zeros((PHIS_N, 87))
+    for k in range(PHIS_N):
+        phis[k, :29] = 10 + np.arange(29) + k
+        phis[k, 29:58] = 20 + 2 * np.arange(29) + k
+        phis[k, 58:] = (np.arange(29) + k) % 3 == 0
+    boxes = np.array([[5, 6, 30, 40], [1, 1, 10, 12], [2.5, 3.5, 7, 8]], dtype=np.float64)
+    return images, phis, boxes
+
+
+def write_mat_v5(path: Path, suffix: str, images, phis, boxes) -> None:
+    import scipy.io
+
+    cell = np.empty((len(images), 1), dtype=object)
+    for i, image in enumerate(images):
+        cell[i, 0] = image
+    scipy.io.savemat(str(path), {f"Is{suffix}": cell, f"phis{suffix}": phis, f"bboxes{suffix}": boxes})
+
+
+def write_mat_v73(path: Path, suffix: str, images, phis, boxes) -> None:
+    """A MATLAB v7.3 file as MATLAB writes it: a 512-byte header (HDF5 user block), arrays
+    column-major (h5py sees every shape reversed), the cell array as object references."""
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(path, "w", userblock_size=512) as f:
+        refs = np.empty((1, len(images)), dtype=h5py.ref_dtype)  # MATLAB n x 1 cell -> 1 x n
+        group = f.create_group("#refs#")
+        for i, image in enumerate(images):
+            data = np.transpose(image, (2, 1, 0)) if image.ndim == 3 else image.T  # H x W x 3 -> 3 x W x H
+            dataset = group.create_dataset(f"image{i}", data=data)
+            dataset.attrs["MATLAB_class"] = np.bytes_("uint8")
+            refs[0, i] = dataset.ref
+        f.create_dataset(f"Is{suffix}", data=refs).attrs["MATLAB_class"] = np.bytes_("cell")
+        f.create_dataset(f"phis{suffix}", data=phis.T).attrs["MATLAB_class"] = np.bytes_("double")
+        f.create_dataset(f"bboxes{suffix}", data=boxes.T).attrs["MATLAB_class"] = np.bytes_("double")
+    with open(path, "r+b") as f:
+        f.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 .".ljust(128))
+
+
+@pytest.mark.parametrize("layout", ["v5", "v73"])
+def test_cofw_mat_layouts(tmp_path, layout):
+    images, phis, boxes = cofw_values()
+    path = tmp_path / "COFW_test_color.mat"
+    (write_mat_v5 if layout == "v5" else write_mat_v73)(path, "T", images, phis, boxes)
+    assert cofw.is_hdf5(path) == (layout == "v73")
+    faces = datasets.load(f"cofw:{path}")
+    assert len(faces) == 3 and all(f.scheme == "cofw" and f.subset == "test" for f in faces)
+    for k, face in enumerate(faces):
+        expected = np.stack([9 + np.arange(29) + k, 19 + 2 * np.arange(29) + k], axis=1)  # 1-based -> 0-based
+        np.testing.assert_array_equal(face.landmarks, expected)
+        assert face.attributes["occluded"] == tuple(int((i + k) % 3 == 0) for i in range(29))
+        x, y, w, h = boxes[k]
+        np.testing.assert_array_equal(face.box, [x - 1, y - 1, x - 1 + w, y - 1 + h])
+        rgb = datasets.read_image(face.image_path)
+        want = images[k] if images[k].ndim == 3 else np.repeat(images[k][:, :, None], 3, axis=2)
+        np.testing.assert_array_equal(rgb, want)
+        assert Path(face.image_path).parent == tmp_path / "COFW_test_color_images" / "test"
+    assert datasets.splits(f"cofw:{path}") == {"test": 3}
+    with pytest.raises(DataError, match="split 'train' not found"):
+        datasets.load(f"cofw:{path}", "train")
+
+
+def test_cofw_cache_written_once_and_directory_spec(tmp_path):
+    images, phis, boxes = cofw_values()
+    write_mat_v5(tmp_path / "COFW_train_color.mat", "Tr", images[:2], phis[:2], boxes[:2])
+    write_mat_v5(tmp_path / "COFW_test_color.mat", "T", images, phis, boxes)
+    cache = tmp_path / "cache"
+    faces = datasets.load(f"cofw:{tmp_path}?cache={cache}")
+    assert [f.subset for f in faces] == ["train", "train", "test", "test", "test"]
+    first = Path(faces[0].image_path)
+    assert first == cache / "train" / "000001.png"
+    stamp = first.stat().st_mtime_ns
+    again = datasets.load(f"cofw:{tmp_path}?cache={cache}", "train")
+    assert [f.image_path for f in again] == [f.image_path for f in faces[:2]]
+    assert first.stat().st_mtime_ns == stamp  # not rewritten
+    assert datasets.splits(f"cofw:{tmp_path}") == {"train": 2, "test": 3}
+
+
+def test_cofw_cache_falls_back_to_user_cache(tmp_path, monkeypatch):
+    images, phis, boxes = cofw_values()
+    path = tmp_path / "data" / "COFW_test_color.mat"
+    path.parent.mkdir()
+    write_mat_v5(path, "T", images, phis, boxes)
+    beside = path.parent / "COFW_test_color_images"
+    real_writable = cofw._writable
+    monkeypatch.setattr(cofw, "_writable", lambda folder: beside not in folder.parents and real_writable(folder))
+    monkeypatch.setenv("FACEMARKS_CACHE", str(tmp_path / "user-cache"))
+    face = datasets.load(f"cofw:{path}")[0]
+    assert (tmp_path / "user-cache" / "cofw") in Path(face.image_path).parents
+    np.testing.assert_array_equal(datasets.read_image(face.image_path), images[0])
+
+
+def test_cofw_bad_files(tmp_path):
+    images, phis, boxes = cofw_values()
+    path = tmp_path / "COFW_test_color.mat"
+    bad = phis.copy()
+    bad[1, 3] = np.nan
+    write_mat_v5(path, "T", images, bad, boxes)
+    with pytest.raises(DataError, match="NaN"):
+        datasets.load(f"cofw:{path}")
+    assert len(datasets.load(f"cofw:{path}", on_error="skip")) == 2
+    write_mat_v5(path, "T", images, phis[:, :50], boxes)
+    with pytest.raises(DataError, match="n x 87") as info:
+        datasets.load(f"cofw:{path}")
+    assert str(info.value).startswith(str(path))
+    junk = tmp_path / "junk.mat"
+    junk.write_bytes(b"not a mat file at all" * 10)
+    with pytest.raises(DataError) as info:
+        datasets.load(f"cofw:{junk}")
+    assert str(info.value).startswith(str(junk))
+
+
+# ---------------------------------------------------------------------------------------
+# Specs, synthetic data, and the `facemarks data` command
+
+
+def test_parse_spec():
+    spec = datasets.parse_spec("cofw:/data/COFW_test_color.mat?cache=/tmp/c")
+    assert (spec.format, spec.path, spec.options) == ("cofw", Path("/data/COFW_test_color.mat"), {"cache": "/tmp/c"})
+    assert datasets.parse_spec("jsonl:a/b.jsonl?scheme=wflw").options == {"scheme": "wflw"}
+    with pytest.raises(DataError, match="unknown option"):
+        datasets.parse_spec("300w:/x?scheme=wflw")
+    with pytest.raises(DataError, match="unknown dataset format"):
+        datasets.parse_spec("foo:/nowhere")
+    with pytest.raises(DataError, match="missing path"):
+        datasets.parse_spec("wflw:")
+    with pytest.raises(ValueError):
+        datasets.load("300w:/x", on_error="ignore")
+
+
+@pytest.fixture
+def fake_synthetic(monkeypatch):
+    """Stand-in for facemarks.datasets.synthetic (owned elsewhere): renders 3 faces."""
+    calls = []
+
+    def ensure_rendered(directory):
+        directory = Path(directory)
+        calls.append(directory)
+        samples = []
+        for i, split in enumerate(["train", "val", "test"]):
+            write_image(directory / f"{i}.png", seed=i)
+            samples.append(datasets.Sample(str((directory / f"{i}.png").resolve()), RNG.uniform(0, 8, (68, 2)), np.array([0.0, 0, 8, 8]), "300w", {"split": split}, split))
+        return table.write_jsonl(samples, directory / "faces.jsonl")
+
+    def render(directory, num_faces=3000, seed=0, image_size=256):
+        calls.append((Path(directory), num_faces, seed, image_size))
+        return ensure_rendered(directory)
+
+    module = types.ModuleType("facemarks.datasets.synthetic")
+    module.ensure_rendered, module.render = ensure_rendered, render
+    monkeypatch.setitem(sys.modules, "facemarks.datasets.synthetic", module)
+    return calls
+
+
+def test_synthetic_spec(tmp_path, monkeypatch, fake_synthetic):
+    faces = datasets.load(f"synthetic:{tmp_path / 'syn'}", "train")
+    assert len(faces) == 1 and fake_synthetic == [tmp_path / "syn"]
+    monkeypatch.setenv("FACEMARKS_CACHE", str(tmp_path / "cache"))
+    assert datasets.splits("synthetic") == {"all": 3, "train": 1, "val": 1, "test": 1}
+    assert fake_synthetic[-1] == tmp_path / "cache" / "synthetic"
+
+
+def test_data_synth_command(tmp_path, fake_synthetic, capsys):
+    assert main(["data", "synth", str(tmp_path / "s"), "--num", "5", "--seed", "3"]) == 0
+    assert fake_synthetic[0] == (tmp_path / "s", 5, 3, 256)
+    assert "faces.jsonl" in capsys.readouterr().out
+
+
+def test_data_info_real(data_300w, data_wflw, capsys):
+    assert main(["data", "info", f"300w:{data_300w}"]) == 0
+    out = capsys.readouterr().out
+    assert "faces:   2566" in out and "problems: none" in out
+    assert any(line.split() == ["train", "2,012"] for line in out.splitlines())
+    assert any(line.split() == ["common", "554"] for line in out.splitlines())
+    assert "challenge" in out and "not available (missing ibug)" in out
+    assert main(["data", "info", f"300w:{data_300w}", "--split", "full"]) == 2
+    assert "incomplete" in capsys.readouterr().err
+    assert main(["data", "info", f"300w:{data_300w}", "--split", "full", "--allow-partial"]) == 0
+    assert "faces:   554 (split full)" in capsys.readouterr().out
+    assert main(["data", "info", f"wflw:{data_wflw}"]) == 0
+    out = capsys.readouterr().out
+    # The README: 71 points of 10 faces lie outside their images.
+    assert "faces:   577" in out and "10 faces with points outside the image" in out and "71 points outside" in out
+
+
+def test_data_info_lists_problems(tmp_path, capsys):
+    write_image(tmp_path / "a.png", height=10, width=10)
+    records = [
+        {"image": "a.png", "landmarks": [1, 2, 3, 4, 5, 6, 7, 8, 9, 9]},
+        {"image": "a.png", "landmarks": [1, 2, 3, 4, 5, 6, 7, 8, 12, 9]},  # x = 12 > 9.5: outside
+        {"image": "gone.png", "landmarks": [1, 2, 3, 4, 5, 6, 7, 8, 9, 9]},
+    ]
+    path = tmp_path / "faces.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records) + '\n{"image": "a.png", "landmarks": [1, 2, 3, 4, 5, 6, 7, 8, 9, NaN]}\n{broken\n')
+    assert main(["data", "info", f"jsonl:{path}"]) == 0
+    out = capsys.readouterr().out
+    assert "faces:   2, 3 skipped" in out and "1 bad annotations" in out and "scheme:  5pt" in out and "5 per face" in out
+    assert "1 missing images" in out and "1 NaN/infinite coordinates" in out and "1 faces with points outside the image" in out
+    assert "1 point(s) outside the 10x10 image: [4]" in out
+    assert main(["data", "info", f"300w:{tmp_path / 'nowhere'}"]) == 2
+    assert "300W folder not found" in capsys.readouterr().err
