@@ -32,7 +32,6 @@ import math
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from facemarks.registry import LOSSES
@@ -130,13 +129,16 @@ def draw_boundaries(
     set to 0 beyond d > 3 sigma (as the papers' thresholded distance transform).
 
     The polyline joins the boundary's landmarks by straight segments (LAB/AWing interpolate
-    with a spline; for face contours the two differ by a fraction of a heatmap pixel), and
-    the distance is computed exactly instead of by a distance transform of a raster.
+    them with a spline, which is smoother between landmarks), and the distance to it is
+    computed exactly (vectorised, sub-pixel) instead of by a distance transform of a raster.
+    A scheme without boundaries gives K = 0 channels.
     """
     points = _float(points)
     if input_size is not None:
         points = (points + 0.5) / input_size
     scheme = resolve_scheme(scheme, points.shape[-2])
+    if not scheme.boundaries:
+        return points.new_zeros(*points.shape[:-2], 0, size, size)
     centres = to_heatmap_pixels(points, size)  # (..., N, 2)
     grid = torch.arange(size, dtype=points.dtype, device=points.device)
     gy, gx = torch.meshgrid(grid, grid, indexing="ij")
@@ -210,17 +212,29 @@ def decode_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
     return _to_normalised(x, y, _quarter_offsets(maps, x, y), heatmaps.shape)
 
 
-def gaussian_blur(heatmaps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur (radius 3 sigma, zero padding) of (M, h, w) maps."""
-    radius = max(1, int(math.ceil(3.0 * sigma)))
-    taps = torch.arange(-radius, radius + 1, dtype=heatmaps.dtype, device=heatmaps.device)
-    kernel = torch.exp(-(taps**2) / (2.0 * sigma**2))
-    kernel = kernel / kernel.sum()
+def _blur_matrix(n: int, sigma: float, radius: int, dtype, device) -> torch.Tensor:
+    """(n, n) banded matrix of a 1-D Gaussian blur with zero padding: row i holds the kernel
+    centred on i, truncated at the map's edges."""
+    taps = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
+    norm = torch.exp(-(taps**2) / (2.0 * sigma**2)).sum()
+    index = torch.arange(n, dtype=dtype, device=device)
+    offset = index.view(1, -1) - index.view(-1, 1)
+    weights = torch.exp(-(offset**2) / (2.0 * sigma**2)) / norm
+    return torch.where(offset.abs() <= radius, weights, torch.zeros_like(weights))
 
-    maps = heatmaps.unsqueeze(1)
-    maps = F.conv2d(maps, kernel.view(1, 1, 1, -1), padding=(0, radius))
-    maps = F.conv2d(maps, kernel.view(1, 1, -1, 1), padding=(radius, 0))
-    return maps.squeeze(1)
+
+def gaussian_blur(heatmaps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur (radius 3 sigma, zero padding) of (..., h, w) maps.
+
+    Written as two matrix products (rows, then columns) with banded matrices: the same
+    result as a zero-padded convolution, and much faster on a CPU than a 1-channel conv2d
+    over thousands of maps.
+    """
+    radius = max(1, int(math.ceil(3.0 * sigma)))
+    h, w = heatmaps.shape[-2:]
+    rows = _blur_matrix(h, sigma, radius, heatmaps.dtype, heatmaps.device)
+    cols = _blur_matrix(w, sigma, radius, heatmaps.dtype, heatmaps.device)
+    return rows @ heatmaps @ cols.T
 
 
 @torch.no_grad()
@@ -231,7 +245,7 @@ def decode_dark(heatmaps: torch.Tensor, blur_sigma: float = 1.0, max_offset: flo
        rescale it to its original maximum, which smooths the predicted distribution back
        toward a Gaussian;
     2. take the log (a Gaussian's log is a quadratic) of the map clamped to >= 1e-10;
-    3. one Newton / second-order Taylor step from the argmax pixel m:
+    3. one Newton / second-order Taylor step from the argmax pixel m of the modulated map:
        offset = -Hessian^-1 gradient, derivatives by central differences on the 3 x 3
        neighbourhood (exact for a quadratic, so exact for a clean Gaussian).
     Where the Hessian is not negative definite, the maximum lies on the border, or the step
@@ -275,8 +289,9 @@ def decode_dark(heatmaps: torch.Tensor, blur_sigma: float = 1.0, max_offset: flo
 def decode_soft_argmax(heatmaps: torch.Tensor, radius: int = 3) -> torch.Tensor:
     """Local soft-argmax: the mean position in a (2 radius + 1)^2 window around the argmax,
     weighted by the (non-negative part of the) heatmap. Differentiable in the heatmap
-    values, so it can feed a coordinate loss; on a clean Gaussian of sigma 1 its bias is
-    below 0.05 heatmap pixels (the window truncates the tails nearly symmetrically).
+    values, so it can feed a coordinate loss. The window truncates the Gaussian's tails,
+    which biases the result toward the argmax pixel: keep radius >= 3 sigma (on clean
+    Gaussians the error is then below 0.01 heatmap pixels; radius 3 suits sigma <= 1).
 
     heatmaps: (..., N, h, w). Returns (..., N, 2) normalised x, y.
     """

@@ -31,7 +31,7 @@ from facemarks import losses, models, schemes, transforms
 from facemarks.data import EpochSampler, FaceCrops, load_splits, make_loader
 from facemarks.errors import FacemarksError
 from facemarks.evaluate import face_errors, predict_crops
-from facemarks.registry import MODELS
+from facemarks.registry import LOSSES, MODELS
 
 
 class TrainingDiverged(FacemarksError):
@@ -72,6 +72,13 @@ def build_model(config: cfg.Config, num_points: int, scheme_name: str):
     if config.model.pretrained:
         models.load_pretrained_backbone(model, config.model.pretrained)
     return model, kwargs
+
+
+def build_criterion(loss_spec: str, input_size: int, scheme_name: str):
+    # Heatmap losses draw boundary targets from the scheme; point losses take no scheme.
+    factory = LOSSES.get(losses.parse_loss_spec(loss_spec)[0])
+    extra = {"scheme": scheme_name} if "scheme" in inspect.signature(factory).parameters else {}
+    return losses.build_loss(loss_spec, input_size=input_size, **extra)
 
 
 def build_optimizer(model, optim: cfg.OptimConfig):
@@ -181,7 +188,7 @@ def fit(config: cfg.Config, loss_spec: str, seed: int, out_dir, resume: bool = F
     model.to(ddp.device)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    criterion = losses.build_loss(loss_spec, input_size=size).to(ddp.device)
+    criterion = build_criterion(loss_spec, size, scheme.name).to(ddp.device)
     optimizer = build_optimizer(model, config.optim)
     train_model = model
     if ddp.world_size > 1:

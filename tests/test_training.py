@@ -108,7 +108,7 @@ def test_nan_loss_stops_with_a_clear_message(tiny_faces, tmp_path, monkeypatch):
         def forward(self, output, target):
             return (output - target).sum() * float("nan")
 
-    monkeypatch.setattr(train.losses, "build_loss", lambda spec, input_size: NanLoss())
+    monkeypatch.setattr(train, "build_criterion", lambda spec, input_size, scheme_name: NanLoss())
     config = tiny_config(tiny_faces, tmp_path / "cache", epochs=1)
     with pytest.raises(train.TrainingDiverged, match=r"became nan at epoch 1, step 1"):
         train.fit(config, "wing", seed=0, out_dir=tmp_path / "run", progress=False)
