@@ -7,7 +7,9 @@
 
 Every face is cut out with one affine warp: `crop_matrix(box, S, margin)` maps the source
 image to the S x S network input around the face's landmark box (the model's training
-crop). The model's points (normalised input coordinates) go back through the inverse of
+crop). When that warp shrinks by more than 1.5x (a large face in a big photo), the image is
+first reduced with area averaging, as the training crops were (`cache.warp_antialiased`),
+so the network sees the same kind of pixels and no aliasing. The model's points (normalised input coordinates) go back through the inverse of
 that same matrix, so predictions are in the source image's 0-based pixel-centre
 coordinates, whatever the face's position, size or the image's size.
 """
@@ -22,12 +24,27 @@ import torch
 
 from facemarks import checkpoint as ckpt
 from facemarks import schemes
+from facemarks.cache import warp_antialiased
 from facemarks.datasets.base import read_image
 from facemarks.detect import HaarFaceDetector, whole_image_box
 from facemarks.errors import CheckpointError
-from facemarks.transforms import apply_to_points, crop_matrix, from_normalized, invert, warp_image
+from facemarks.transforms import apply_to_points, crop_matrix, from_normalized, invert
 
 BATCH_SIZE = 64  # faces per forward pass: bounds memory on crowded photos
+DEFAULT_WEIGHTS = "dsnet_300w.pt"  # the pretrained 68-point model shipped in facemarks/weights/
+
+
+def default_checkpoint() -> Path:
+    """The shipped pretrained checkpoint (facemarks/weights/DEFAULT_WEIGHTS), or
+    CheckpointError saying it is absent and how to pass one."""
+    from importlib import resources
+
+    path = Path(str(resources.files("facemarks") / "weights" / DEFAULT_WEIGHTS))
+    if not path.is_file():
+        raise CheckpointError(path, "the pretrained model is not installed with this copy of facemarks; "
+                                    "pass a checkpoint explicitly (--checkpoint PATH, or facemarks.load(PATH)), "
+                                    "e.g. one written by `facemarks train`")
+    return path
 
 
 def build_model(checkpoint: dict, path) -> torch.nn.Module:
@@ -147,7 +164,7 @@ class LandmarkPredictor:
         if len(boxes) == 0:
             return []
         matrices = np.stack([crop_matrix(box, self.input_size, margin=self.crop_margin) for box in boxes])
-        crops = np.stack([warp_image(image, matrix, self.input_size) for matrix in matrices])
+        crops = np.stack([warp_antialiased(image, matrix, self.input_size) for matrix in matrices])
         points_input = from_normalized(self.predict_crops(crops).astype(np.float64), self.input_size)
         landmarks = apply_to_points(invert(matrices), points_input)
         return [{"box": [float(v) for v in box], "landmarks": points, "scheme": self.scheme}
@@ -163,18 +180,19 @@ class LandmarkPredictor:
         return np.concatenate(chunks) if chunks else np.zeros((0, self.num_points, 2), np.float32)
 
 
-def load(checkpoint_path, backend: str = "torch", device: str = "cpu", threads: int | None = None) -> LandmarkPredictor:
+def load(checkpoint_path=None, backend: str = "torch", device: str = "cpu", threads: int | None = None) -> LandmarkPredictor:
     """Load a landmark model for prediction.
 
     checkpoint_path: a facemarks checkpoint (.pt) or an ONNX file written by
-        `facemarks export` (which carries the scheme and crop geometry as metadata).
+        `facemarks export` (which carries the scheme and crop geometry as metadata);
+        None: the pretrained 68-point model shipped in facemarks/weights/.
     backend: "torch", or "onnx" (ONNX Runtime on the CPU; a .pt checkpoint is exported once
         to `CHECKPOINT.onnx` beside it if that file is current, else to the cache folder).
     device: PyTorch device for backend "torch".
     threads: ONNX Runtime intra-op threads (None: its default).
     Raises CheckpointError naming the file when it is missing or not a usable checkpoint.
     """
-    path = Path(checkpoint_path)
+    path = default_checkpoint() if checkpoint_path is None else Path(checkpoint_path)
     if path.suffix.lower() == ".onnx":
         backend = "onnx"
     if backend == "onnx":

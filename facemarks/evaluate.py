@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from facemarks import cache as crop_cache
 from facemarks import checkpoint as ckpt
-from facemarks import datasets, metrics, models, schemes, transforms
+from facemarks import datasets, metrics, schemes, transforms
 from facemarks.data import FaceCrops
 
 NORMS = ("image", "inter_ocular", "inter_pupil", "box")
@@ -73,15 +73,10 @@ def summarize(errors: dict, samples: list) -> dict:
 
 def load_model(path, device="cpu"):
     """Rebuild the model of a checkpoint. Returns (model, checkpoint dict)."""
+    from facemarks.api import build_model
+
     checkpoint = ckpt.load(path)
-    spec = checkpoint["model"]
-    try:
-        model = models.create(spec["name"], schemes.get(checkpoint["scheme"]).num_points,
-                              input_size=checkpoint["input_size"], **spec.get("kwargs", {}))
-        model.load_state_dict(checkpoint["state_dict"])
-    except (KeyError, RuntimeError, TypeError) as exc:
-        raise ckpt.CheckpointError(path, f"weights do not fit model {spec.get('name')!r}: {exc}") from exc
-    return model.to(device).eval(), checkpoint
+    return build_model(checkpoint, path).to(device), checkpoint
 
 
 def evaluate_checkpoint(path, data_spec: str, split: str, batch_size: int = 64, cache_dir=None) -> dict:

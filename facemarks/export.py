@@ -60,7 +60,8 @@ def real_face_crops(input_size: int, crop_margin: float, count: int, data: str |
     or None when no dataset is available. `data` is a dataset spec ("300w:DIR", ...);
     default: the shared 300W data."""
     from facemarks import datasets
-    from facemarks.transforms import crop_matrix, warp_image
+    from facemarks.cache import warp_antialiased
+    from facemarks.transforms import crop_matrix
 
     if data is None:
         folder = shared_data_dir() / "300w"
@@ -75,7 +76,7 @@ def real_face_crops(input_size: int, crop_margin: float, count: int, data: str |
     for index in picks:
         sample = samples[index]
         matrix = crop_matrix(sample.box, input_size, margin=crop_margin)
-        crops.append(warp_image(datasets.read_image(sample.image_path), matrix, input_size))
+        crops.append(warp_antialiased(datasets.read_image(sample.image_path), matrix, input_size))
     return np.stack(crops)
 
 
@@ -118,7 +119,20 @@ def onnx_model_proto(model: nn.Module, input_size: int, batch="dynamic", opset: 
     except Exception as exc:
         raise ExportError(f"torch.onnx.export failed for {type(model).__name__} "
                           f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
-    return program.model_proto
+    proto = program.model_proto
+    _strip_debug_info(proto.graph)
+    return proto
+
+
+def _strip_debug_info(graph) -> None:
+    """Drop the exporter's per-node debug metadata (Python stack traces with local file
+    paths, FX node text): a third of a small model's file, and nothing a runtime uses."""
+    for node in graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+        for attribute in node.attribute:
+            for subgraph in [attribute.g, *attribute.graphs]:
+                _strip_debug_info(subgraph)
 
 
 def parity(model: nn.Module, onnx_bytes: bytes, crops: np.ndarray) -> dict:

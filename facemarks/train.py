@@ -139,6 +139,24 @@ class RunLog:
             writer.writerows(history)
 
 
+def train_step(model, criterion, optimizer, batch: dict, device, memory_format, grad_clip) -> float:
+    """One optimisation step on a batch of uint8 images; returns the loss value. A non-finite
+    loss is returned before any update, so the weights stay those of the last good step."""
+    images = batch["image"].to(device, non_blocking=True).float().div_(255)
+    images = images.contiguous(memory_format=memory_format)
+    targets = batch["points"].to(device, non_blocking=True)
+    loss = criterion(model(images), targets)
+    value = loss.item()
+    if not math.isfinite(value):
+        return value
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return value
+
+
 def batch_digest(batch: dict) -> str:
     """Fingerprint of a batch's content (sample indices, pixels, targets)."""
     digest = hashlib.sha1(batch["index"].numpy().tobytes())
@@ -234,21 +252,14 @@ def fit(config: cfg.Config, loss_spec: str, seed: int, out_dir, resume: bool = F
                 group["lr"] = lr
             if record_batches:
                 digests.append(batch_digest(batch))
-            images = batch["image"].to(ddp.device, non_blocking=True).float().div_(255)
-            images = images.contiguous(memory_format=memory_format)
-            targets = batch["points"].to(ddp.device, non_blocking=True)
-            loss = criterion(train_model(images), targets)
-            if not torch.isfinite(loss):
+            loss = train_step(train_model, criterion, optimizer, batch, ddp.device, memory_format,
+                              config.optim.grad_clip)
+            if not math.isfinite(loss):
                 raise TrainingDiverged(
-                    f"loss {loss_spec!r} became {loss.item()} at epoch {epoch + 1}, step {step_in_epoch + 1}; "
+                    f"loss {loss_spec!r} became {loss} at epoch {epoch + 1}, step {step_in_epoch + 1}; "
                     f"lower the learning rate (optim.lr = {config.optim.lr}) or enable grad_clip. "
                     f"The last good checkpoint is {last_path if last_path.exists() else 'not written yet'}.")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-            optimizer.step()
-            loss_sum += loss.item()
+            loss_sum += loss
             loss_count += 1
             if bar is not None:
                 bar.update(1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -118,10 +119,14 @@ def test_ddp_with_two_cpu_processes(tiny_faces, tmp_path):
     config = tiny_config(tiny_faces, tmp_path / "cache", epochs=1)
     cfg.save(config, tmp_path / "config.yaml")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+    with socket.socket() as probe:  # a free port on loopback for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+               "--master_addr=127.0.0.1", f"--master_port={port}",
                "-m", "facemarks", "train", "--config", str(tmp_path / "config.yaml"),
                "--loss", "wing", "--out", str(tmp_path / "run"), "--no-progress"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     state = ckpt.load(tmp_path / "run" / "last.pt")
     assert state["world_size"] == 2
