@@ -60,7 +60,8 @@ def compare(config: cfg.Config, out_dir, progress: bool = True, resume: bool = F
             result = fit(entry_config, loss, seed, run_dir, resume=resume, progress=progress,
                          splits=splits, record_batches=record_batches)
             model, _ = load_model(result["checkpoint"])
-            predictions = predict_crops(model, test_cache, config.input_size, config.crop_margin)
+            predictions = predict_crops(model, test_cache, config.input_size, config.crop_margin,
+                                        flip_permutation=scheme.flip_permutation if config.flip_test else None)
             errors = face_errors(predictions, test, scheme)
             runs.append({
                 "name": entry, "loss": loss, "model": model_name, "seed": seed,

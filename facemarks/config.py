@@ -28,7 +28,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "resnet18"
+    name: str = "dsnet"
     kwargs: dict = field(default_factory=dict)
     pretrained: str | None = None    # local file of torchvision-format ImageNet weights
 
@@ -44,7 +44,7 @@ class AugmentSettings:
 @dataclass
 class OptimConfig:
     optimizer: str = "adamw"         # "sgd" (the reference) or "adamw"
-    lr: float = 2e-3
+    lr: float = 4e-3
     momentum: float = 0.9            # SGD only
     weight_decay: float = 1e-4
     schedule: str = "cosine"         # "cosine" or "step"
@@ -59,7 +59,7 @@ class Config:
     name: str = "facemarks"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    input_size: int = 112
+    input_size: int = 96
     crop_margin: float = 0.25         # the square crop's side is max(w, h) of the box * (1 + margin)
     augment: AugmentSettings = field(default_factory=AugmentSettings)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -68,6 +68,7 @@ class Config:
     batch_size: int = 32
     seeds: list = field(default_factory=lambda: [0])
     channels_last: bool = True
+    flip_test: bool = False           # test-time augmentation: average with the mirrored crop
     threads: int | None = None        # torch intra-op threads; None keeps torch's default
 
 

@@ -23,8 +23,12 @@ NORMS = ("image", "inter_ocular", "inter_pupil", "box")
 
 @torch.no_grad()
 def predict_crops(model, crops: crop_cache.CropCache, input_size: int, crop_margin: float,
-                  batch_size: int = 64, channels_last: bool = False, device="cpu") -> dict:
+                  batch_size: int = 64, channels_last: bool = False, device="cpu",
+                  flip_permutation=None) -> dict:
     """Predict every face of a crop cache (plain crops, no augmentation).
+
+    With `flip_permutation` (the scheme's), also predicts the mirrored crop and averages the
+    two after mirroring back and relabelling ("flip test", a standard test-time augmentation).
 
     Returns {"input": (n, N, 2) predictions normalised to the input, "gt_input": the truth in
     the same coordinates, "source": predictions in source-image pixels}.
@@ -37,7 +41,12 @@ def predict_crops(model, crops: crop_cache.CropCache, input_size: int, crop_marg
         images = batch["image"].to(device).float().div_(255)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        output = model.decode(model(images)).float().cpu().numpy().astype(np.float64)
+        output = model.decode(model(images))
+        if flip_permutation is not None:
+            mirrored = model.decode(model(images.flip(-1)))[:, list(flip_permutation)]
+            mirrored[..., 0] = 1 - mirrored[..., 0]  # u -> S - 1 - u in pixels is x -> 1 - x normalised
+            output = (output + mirrored) / 2
+        output = output.float().cpu().numpy().astype(np.float64)
         for pred, index, cache_to_input in zip(output, batch["index"].tolist(), batch["matrix"].numpy()):
             source_to_input = transforms.compose(cache_to_input, crops.to_cache[index])
             pred_px = transforms.from_normalized(pred, input_size)
@@ -79,24 +88,33 @@ def load_model(path, device="cpu"):
     return build_model(checkpoint, path).to(device), checkpoint
 
 
-def evaluate_checkpoint(path, data_spec: str, split: str, batch_size: int = 64, cache_dir=None) -> dict:
+def evaluate_checkpoint(path, data_spec: str, split: str, batch_size: int = 64, cache_dir=None,
+                        flip_test: bool = False, decoder: str | None = None) -> dict:
     model, checkpoint = load_model(path)
+    if decoder:
+        if getattr(model, "kind", "") != "heatmap":
+            raise ckpt.CheckpointError(path, f"--decoder applies to heatmap models; this one is {model.kind}")
+        model.decoder = decoder
     samples = list(datasets.load(data_spec, split))
     scheme = schemes.get(checkpoint["scheme"])
     if samples[0].landmarks.shape[0] != scheme.num_points:
         raise datasets.DataError(data_spec, f"has {samples[0].landmarks.shape[0]} points per face; "
                                             f"the checkpoint predicts {scheme.num_points}")
     crops = crop_cache.build(samples, checkpoint["input_size"], checkpoint["crop_margin"], root=cache_dir)
-    predictions = predict_crops(model, crops, checkpoint["input_size"], checkpoint["crop_margin"], batch_size)
+    predictions = predict_crops(model, crops, checkpoint["input_size"], checkpoint["crop_margin"], batch_size,
+                                flip_permutation=scheme.flip_permutation if flip_test else None)
     errors = face_errors(predictions, samples, scheme)
-    return {"checkpoint": str(path), "data": data_spec, "split": split, "faces": len(samples),
+    return {"checkpoint": str(path), "data": data_spec, "split": split, "faces": len(samples), "flip_test": flip_test,
+            "decoder": getattr(model, "decoder", None),
             "summary": summarize(errors, samples),
             "per_face": {"image_path": [s.image_path for s in samples],
                          **{k: v.tolist() for k, v in errors.items()}}}
 
 
 def format_summary(result: dict) -> str:
-    lines = [f"{result['data']} [{result['split']}]: {result['faces']} faces, checkpoint {result['checkpoint']}",
+    flip = ", flip test" if result["flip_test"] else ""
+    flip += f", decoder {result['decoder']}" if result["decoder"] else ""
+    lines = [f"{result['data']} [{result['split']}]: {result['faces']} faces, checkpoint {result['checkpoint']}{flip}",
              "| NME norm | mean % | median % | FR@0.1 % | AUC@0.1 |", "|---|---|---|---|---|"]
     for norm in NORMS:
         s = result["summary"][norm]
@@ -113,11 +131,16 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="FORMAT:PATH, e.g. 300w:../shared/data/300w")
     parser.add_argument("--split", default="test", help="split to evaluate (e.g. common, test)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--out", help="write results.json (with per-face errors) into this folder")
+    parser.add_argument("--flip-test", action="store_true",
+                        help="average the predictions of each crop and its mirror image")
+    parser.add_argument("--decoder", choices=["argmax", "dark", "soft_argmax"],
+                        help="heatmap models: how points are read off the heatmaps (default: the model's)")
+    parser.add_argument("--out", help="write evaluation.json (with per-face errors) into this folder")
 
 
 def run(args) -> int:
-    result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.batch_size)
+    result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.batch_size, flip_test=args.flip_test,
+                                 decoder=args.decoder)
     print(format_summary(result))
     if args.out:
         out = Path(args.out)

@@ -4,6 +4,7 @@ COFW .mat files in both MATLAB layouts, spec parsing, and `facemarks data`."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -557,8 +558,11 @@ def fake_synthetic(monkeypatch):
         calls.append((Path(directory), num_faces, seed, image_size))
         return ensure_rendered(directory)
 
+    def default_directory(num_faces=3000, seed=0):
+        return Path(os.environ["FACEMARKS_CACHE"]) / f"synthetic-test-s{seed}-n{num_faces}"
+
     module = types.ModuleType("facemarks.datasets.synthetic")
-    module.ensure_rendered, module.render = ensure_rendered, render
+    module.ensure_rendered, module.render, module.default_directory = ensure_rendered, render, default_directory
     monkeypatch.setitem(sys.modules, "facemarks.datasets.synthetic", module)
     return calls
 
@@ -568,7 +572,11 @@ def test_synthetic_spec(tmp_path, monkeypatch, fake_synthetic):
     assert len(faces) == 1 and fake_synthetic == [tmp_path / "syn"]
     monkeypatch.setenv("FACEMARKS_CACHE", str(tmp_path / "cache"))
     assert datasets.splits("synthetic") == {"all": 3, "train": 1, "val": 1, "test": 1}
-    assert fake_synthetic[-1] == tmp_path / "cache" / "synthetic"
+    assert fake_synthetic[-1] == tmp_path / "cache" / "synthetic-test-s0-n3000"
+    # a finished render in a given folder is read as it is, whatever its parameters
+    (tmp_path / "syn" / "render.json").write_text("{}")
+    calls = len(fake_synthetic)
+    assert len(datasets.load(f"synthetic:{tmp_path / 'syn'}", "test")) == 1 and len(fake_synthetic) == calls
 
 
 def test_data_synth_command(tmp_path, fake_synthetic, capsys):

@@ -9,15 +9,14 @@ A dataset is named by a spec "FORMAT:PATH[?key=value&...]":
     csv:FILE          CSV table, 0-based                         (datasets/table.py)
     jsonl:FILE        JSON lines, 0-based                        (datasets/table.py)
                       csv/jsonl option scheme=NAME: scheme of faces without a scheme field
-    synthetic[:DIR]   rendered once to DIR (default $FACEMARKS_CACHE/synthetic, else
-                      ~/.cache/facemarks/synthetic) as JSON lines, then read as jsonl
+    synthetic[:DIR]   rendered once to DIR (default $FACEMARKS_CACHE/synthetic-v1-s0-n3000, else
+                      ~/.cache/facemarks/...) as JSON lines, then read as jsonl
 A spec without "FORMAT:" is recognised from the path when unambiguous (.csv, .jsonl,
 .mat, a folder with WFLW_annotations, a folder with .pts files).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,9 +37,10 @@ class DatasetSpec:
 
 
 def synthetic_dir() -> Path:
-    """Default folder of the synthetic dataset."""
-    cache = os.environ.get("FACEMARKS_CACHE")
-    return (Path(cache) if cache else Path.home() / ".cache" / "facemarks") / "synthetic"
+    """Default folder of the synthetic dataset (named after its generator version and size)."""
+    from facemarks.datasets.synthetic import default_directory
+
+    return default_directory()
 
 
 def _guess_format(path: Path) -> str | None:
@@ -127,6 +127,9 @@ def _resolve(spec: str | DatasetSpec) -> DatasetSpec:
         from facemarks.datasets.synthetic import ensure_rendered
     except ImportError as exc:
         raise DataError(parsed.path, f"synthetic data is not available: {exc}") from None
+    rendered = parsed.path / "faces.jsonl"
+    if (parsed.path / "render.json").is_file() and rendered.is_file():
+        return DatasetSpec("jsonl", rendered, parsed.options)  # a finished render, e.g. by `data synth`
     return DatasetSpec("jsonl", Path(ensure_rendered(parsed.path)), parsed.options)
 
 
