@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from facemarks.errors import CheckpointError
+from facemarks.fileio import atomic_path
 
 FORMAT = "facemarks-checkpoint-v1"
 
 
 def save(checkpoint: dict, path) -> None:
     """Write `checkpoint` to `path` atomically: a crash never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = {"format": FORMAT, **checkpoint}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
 
 
 def load(path, map_location="cpu") -> dict:

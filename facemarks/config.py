@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from facemarks import fileio
 from facemarks.errors import DataError
 
 
@@ -113,8 +114,4 @@ def to_dict(config: Config) -> dict:
 
 
 def save(config: Config, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-    tmp.replace(path)
+    fileio.write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))

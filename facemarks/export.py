@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from facemarks import checkpoint as ckpt
+from facemarks import fileio
 from facemarks.errors import FacemarksError
 
 PARITY_TOLERANCE = 1e-4  # largest allowed point difference, as a fraction of the input size
@@ -165,21 +165,6 @@ def _fixed_batch(runner) -> int | None:
     return dim if isinstance(dim, int) else None
 
 
-def _write_atomically(data: bytes, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def export_onnx(checkpoint, out_path, batch="dynamic", opset: int = DEFAULT_OPSET, parity_faces: int = 32,
                 parity_data: str | None = None, parity_split: str | None = "common") -> dict:
     """Export a checkpoint (path, or a loaded checkpoint dict) to ONNX at `out_path`.
@@ -224,7 +209,7 @@ def export_onnx(checkpoint, out_path, batch="dynamic", opset: int = DEFAULT_OPSE
         raise ExportError(f"{source}: ONNX and PyTorch disagree by {check['max_diff_px']:.3g} input px "
                           f"({check['max_diff_fraction']:.2e} of the input size, tolerance {PARITY_TOLERANCE:.0e}); "
                           f"nothing written to {out_path}")
-    _write_atomically(data, Path(out_path))
+    fileio.write_bytes(out_path, data)
     return {"out": str(out_path), "checkpoint": source, "input_size": size, "num_points": num_points,
             "opset": opset, "batch": batch, "size_bytes": len(data), "parity": check}
 

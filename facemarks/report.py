@@ -72,13 +72,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from facemarks import fileio
 from facemarks.errors import DataError
 from facemarks.metrics import auc, ced, failure_rate
 from facemarks.stats import mean_std, paired_comparison
@@ -106,11 +105,11 @@ def write_report(results: dict, out_dir, *, threshold: float = 0.1, confidence: 
     summary = summarise(results, threshold=threshold, confidence=confidence, alpha=alpha)
 
     stored = _json_safe({**results, "summary": summary})
-    _write_text(out_dir / "results.json", json.dumps(stored, indent=2, allow_nan=False) + "\n")
+    fileio.write_text(out_dir / "results.json", json.dumps(stored, indent=2, allow_nan=False) + "\n")
     runs_by_entry = _group_runs(results["runs"])
     _plot_ced(runs_by_entry, summary, out_dir / "ced.png")
     _plot_training(runs_by_entry, out_dir / "training.png")
-    _write_text(out_dir / "report.md", render_markdown(results, summary))
+    fileio.write_text(out_dir / "report.md", render_markdown(results, summary))
     return summary
 
 
@@ -618,22 +617,6 @@ def _json_safe(value):
     return value
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temp file in the same folder + os.replace: no half-written outputs."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
 def _save_figure(figure, path: Path) -> None:
-    _atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
+    with fileio.atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
