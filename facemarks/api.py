@@ -1,7 +1,7 @@
 """Python API: load a checkpoint once, then find landmarks in photos.
 
     import facemarks
-    predictor = facemarks.load("dsnet_300w.pt")           # or backend="onnx"
+    predictor = facemarks.load("dsnet_heatmap_300w.pt")           # or backend="onnx"
     faces = predictor.predict("photo.jpg")                 # Haar face detector
     faces[0]["landmarks"]                                  # (68, 2) source-image pixels
 
@@ -31,7 +31,7 @@ from facemarks.errors import CheckpointError
 from facemarks.transforms import apply_to_points, crop_matrix, from_normalized, invert
 
 BATCH_SIZE = 64  # faces per forward pass: bounds memory on crowded photos
-DEFAULT_WEIGHTS = "dsnet_300w.pt"  # the pretrained 68-point model shipped in facemarks/weights/
+DEFAULT_WEIGHTS = "dsnet_heatmap_300w.pt"  # the pretrained 68-point model shipped in facemarks/weights/
 
 
 def default_checkpoint() -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -126,8 +127,15 @@ def test_ddp_with_two_cpu_processes(tiny_faces, tmp_path):
                "--master_addr=127.0.0.1", f"--master_port={port}",
                "-m", "facemarks", "train", "--config", str(tmp_path / "config.yaml"),
                "--loss", "wing", "--out", str(tmp_path / "run"), "--no-progress"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, cwd=REPO)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # A session of its own, so a hang kills torchrun and both workers, not torchrun alone.
+    process = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    assert process.returncode == 0, output[-3000:]
     state = ckpt.load(tmp_path / "run" / "last.pt")
     assert state["world_size"] == 2
     assert len(state["history"]) == 1 and np.isfinite(state["history"][0]["val_nme"])
