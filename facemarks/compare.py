@@ -18,13 +18,12 @@ import shlex
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from facemarks import __version__, report, schemes
 from facemarks import cache as crop_cache
 from facemarks import config as cfg
 from facemarks.data import load_splits
-from facemarks.evaluate import NORMS, face_errors, load_model, predict_crops
+from facemarks.evaluate import NORMS, attribute_flags, face_errors, load_model, predict_crops
 from facemarks.train import add_common_arguments, config_from_args, fit
 
 
@@ -71,7 +70,7 @@ def compare(config: cfg.Config, out_dir, progress: bool = True, resume: bool = F
                 "checkpoint": str(Path(result["checkpoint"]).relative_to(out_dir)),
                 "batch_digests": result["batch_digests"],
             })
-    attributes = _test_attributes(test)
+    attributes = attribute_flags(test)
     results = {
         "title": f"Loss comparison: {config.model.name} on {config.data.spec}",
         "command": command,
@@ -89,13 +88,6 @@ def compare(config: cfg.Config, out_dir, progress: bool = True, resume: bool = F
         results["test_attributes"] = attributes
     report.write_report(results, out_dir)
     return results
-
-
-def _test_attributes(samples) -> dict:
-    """0/1 flags per test face (e.g. WFLW's pose, expression, ...), for per-subset figures."""
-    names = sorted({k for s in samples for k, v in s.attributes.items()
-                    if isinstance(v, (bool, int, np.integer)) and not isinstance(v, float)})
-    return {name: [int(bool(s.attributes.get(name, 0))) for s in samples] for name in names}
 
 
 def add_arguments(parser) -> None:

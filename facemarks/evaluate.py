@@ -66,15 +66,18 @@ def face_errors(predictions: dict, samples: list, scheme) -> dict:
     return errors
 
 
+def attribute_flags(samples: list) -> dict:
+    """0/1 flags per face (e.g. WFLW's pose, expression, ...; synthetic faces' occluded), by name."""
+    names = sorted({k for s in samples for k, v in s.attributes.items()
+                    if isinstance(v, (bool, int, np.integer))})
+    return {name: [int(bool(s.attributes.get(name, 0))) for s in samples] for name in names}
+
+
 def summarize(errors: dict, samples: list) -> dict:
-    """Aggregate figures per normalisation, plus per-subset inter-ocular NME where faces have attributes."""
+    """Aggregate figures per normalisation, plus per-subset inter-ocular NME where faces have flags."""
     summary = {norm: metrics.summarize(values) for norm, values in errors.items()}
-    flags = sorted({k for s in samples for k, v in s.attributes.items() if isinstance(v, (int, bool))})
-    subsets = {}
-    for flag in flags:
-        mask = np.array([bool(s.attributes.get(flag, 0)) for s in samples])
-        if mask.any():
-            subsets[flag] = metrics.summarize(errors["inter_ocular"][mask])
+    subsets = {name: metrics.summarize(errors["inter_ocular"][np.array(flags, dtype=bool)])
+               for name, flags in attribute_flags(samples).items() if any(flags)}
     if subsets:
         summary["subsets"] = subsets
     return summary
