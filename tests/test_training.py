@@ -50,16 +50,18 @@ def tiny_config(spec: str, cache_dir, epochs: int = 2) -> cfg.Config:
 
 def test_every_loss_sees_identical_batches(tiny_faces, tmp_path):
     config = tiny_config(tiny_faces, tmp_path / "cache")
-    config.losses = ["mpd", "wing:w=10,epsilon=2"]
+    config.losses = ["mpd", "wing:w=10,epsilon=2", "dsnet_heatmap+awing"]  # a heatmap model too
     results = compare(config, tmp_path / "out", progress=False, record_batches=True)
-    first, second = (run["batch_digests"] for run in results["runs"])
+    first, second, heatmap = (run["batch_digests"] for run in results["runs"])
     steps_per_epoch = len(first) // config.epochs
     assert len(first) == config.epochs * steps_per_epoch > 0
-    assert first == second  # same samples, same order, same augmented pixels and targets
+    # same samples, same order, same augmented pixels and targets, whatever the loss or model
+    assert first == second == heatmap
     assert first[:steps_per_epoch] != first[steps_per_epoch:]  # and epochs differ from each other
-    # the two models did train differently (different losses)
-    a, b = (ckpt.load(tmp_path / "out" / run["checkpoint"])["state_dict"] for run in results["runs"])
+    # the two regression models did train differently (different losses)
+    a, b = (ckpt.load(tmp_path / "out" / run["checkpoint"])["state_dict"] for run in results["runs"][:2])
     assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+    assert [run["model"] for run in results["runs"]] == ["dsnet", "dsnet", "dsnet_heatmap"]
     for name in ("report.md", "results.json", "ced.png", "training.png", "config.yaml"):
         assert (tmp_path / "out" / name).is_file(), name
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
