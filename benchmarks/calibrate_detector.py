@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facemarks import datasets  # noqa: E402
-from facemarks.detect import HAAR_CENTER_OFFSET, HAAR_SIZE_SCALE, HaarFaceDetector, map_boxes  # noqa: E402
+from facemarks.data import formats as datasets  # noqa: E402
+from facemarks.inference.detect import HAAR_CENTER_OFFSET, HAAR_SIZE_SCALE, HaarFaceDetector, map_boxes  # noqa: E402
 
 MIN_MATCH_IOU = 0.3  # a detection overlapping the face less than this is another face or a false hit
 

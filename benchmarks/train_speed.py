@@ -17,10 +17,13 @@ from pathlib import Path
 
 import torch
 
-from facemarks import cache as crop_cache
-from facemarks import config as cfg
-from facemarks import schemes, train
-from facemarks.data import EpochSampler, FaceCrops, load_splits, make_loader
+from facemarks.data import cache as crop_cache
+from facemarks.engine import config as cfg
+from facemarks import schemes
+from facemarks.engine import trainer as train
+from facemarks.data.samplers import EpochSampler
+from facemarks.data.dataset import FaceCrops, make_loader
+from facemarks.data.splits import load_splits
 
 SHARED_300W = Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
 

@@ -56,4 +56,4 @@ MODELS = Registry(
         "facemarks.models.heatmap",
     ],
 )
-LOSSES = Registry("loss", providers=["facemarks.losses", "facemarks.heatmaps"])
+LOSSES = Registry("loss", providers=["facemarks.losses", "facemarks.codecs.heatmap"])

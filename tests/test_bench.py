@@ -8,8 +8,9 @@ import json
 import pytest
 import torch
 
-import facemarks.bench as bench
-from facemarks import checkpoint, models
+import facemarks.inference.bench as bench
+from facemarks import models
+from facemarks.engine import checkpoint
 from facemarks.cli import main as cli_main
 
 

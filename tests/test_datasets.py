@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
-from facemarks import datasets
+from facemarks.data import formats as datasets
 from facemarks.cli import main
-from facemarks.datasets import cofw, table, w300, wflw
-from facemarks.datasets.base import image_size
+from facemarks.data.formats import cofw, table, w300, wflw
+from facemarks.data.sample import image_size
 from facemarks.errors import DataError
 
 RNG = np.random.default_rng(0)
@@ -542,7 +542,7 @@ def test_parse_spec():
 
 @pytest.fixture
 def fake_synthetic(monkeypatch):
-    """Stand-in for facemarks.datasets.synthetic (owned elsewhere): renders 3 faces."""
+    """Stand-in for facemarks.data.synthetic (owned elsewhere): renders 3 faces."""
     calls = []
 
     def ensure_rendered(directory):
@@ -561,9 +561,9 @@ def fake_synthetic(monkeypatch):
     def default_directory(num_faces=3000, seed=0):
         return Path(os.environ["FACEMARKS_CACHE"]) / f"synthetic-test-s{seed}-n{num_faces}"
 
-    module = types.ModuleType("facemarks.datasets.synthetic")
+    module = types.ModuleType("facemarks.data.synthetic")
     module.ensure_rendered, module.render, module.default_directory = ensure_rendered, render, default_directory
-    monkeypatch.setitem(sys.modules, "facemarks.datasets.synthetic", module)
+    monkeypatch.setitem(sys.modules, "facemarks.data.synthetic", module)
     return calls
 
 

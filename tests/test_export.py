@@ -11,11 +11,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-import facemarks.api as api
-import facemarks.export as export
-from facemarks import checkpoint, models
+import facemarks.inference.predictor as api
+import facemarks.inference.onnx as export
+from facemarks import models
+from facemarks.engine import checkpoint
 from facemarks.cli import main as cli_main
-from facemarks.export import ExportError, export_onnx
+from facemarks.inference.onnx import ExportError, export_onnx
 
 S = 64
 NUM_POINTS = 68

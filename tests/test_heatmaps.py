@@ -1,4 +1,4 @@
-"""Heatmap targets, boundary maps, decoders and heatmap losses (facemarks.heatmaps).
+"""Heatmap targets, boundary maps, decoders and heatmap losses (facemarks.codecs.heatmap).
 
 Expected values come from formulas written out here (Gaussians, the Adaptive Wing
 formula, a brute-force 3x3 dilation, distances to densely sampled polylines), not from
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from facemarks import heatmaps as hm
+from facemarks.codecs import heatmap as hm
 from facemarks import schemes
 from facemarks.registry import LOSSES
 
@@ -77,7 +77,7 @@ def test_pixel_convention_centre_and_pixel_centres():
 
 def test_heatmap_pixel_j_is_input_pixel_of_stride():
     """Heatmap pixel j <-> input pixel (j + 0.5) * stride - 0.5, via the library's to_normalized."""
-    from facemarks.transforms import to_normalized
+    from facemarks.geometry.coords import to_normalized
 
     input_size, size = 64, 16
     stride = input_size // size

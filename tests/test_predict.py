@@ -11,10 +11,11 @@ import pytest
 import torch
 from torch import nn
 
-import facemarks.api as api
-from facemarks import checkpoint, models
+import facemarks.inference.predictor as api
+from facemarks import models
+from facemarks.engine import checkpoint
 from facemarks.cli import main as cli_main
-from facemarks.detect import BoxesFile, HaarFaceDetector, map_boxes, whole_image_box
+from facemarks.inference.detect import BoxesFile, HaarFaceDetector, map_boxes, whole_image_box
 from facemarks.errors import CheckpointError, DataError
 from facemarks.registry import MODELS
 
@@ -398,7 +399,7 @@ def test_pretrained_model_on_real_photos(data_300w):
 
 def test_cascade_boxes_in_pixel_centre_coordinates():
     """A detection covering pixel columns 10..39 and rows 20..49 spans [9.5, 39.5] x [19.5, 49.5]."""
-    from facemarks.detect import cascade_detections
+    from facemarks.inference.detect import cascade_detections
 
     class FakeCascade:
         def detectMultiScale(self, gray, **kwargs):

@@ -1,4 +1,4 @@
-"""Tests of facemarks.report: every figure is recomputed here by hand (plain Python,
+"""Tests of facemarks.experiments.report: every figure is recomputed here by hand (plain Python,
 the `statistics` module, an own Simpson rule, scipy's t quantile and Wilcoxon test) and
 compared with the returned summary and with the numbers printed in report.md."""
 
@@ -15,7 +15,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from facemarks.errors import DataError
-from facemarks.report import load_results, write_report
+from facemarks.experiments.report import load_results, write_report
 
 THRESHOLD = 0.1
 

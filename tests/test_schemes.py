@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from facemarks import schemes
-from facemarks.datasets import load, read_image
+from facemarks.data.formats import load, read_image
 from facemarks.errors import DataError
 
 # Flip pairs as published (typed here from the sources, in their own index base):

@@ -1,4 +1,4 @@
-"""Tests of the procedural synthetic face dataset (facemarks.datasets.synthetic).
+"""Tests of the procedural synthetic face dataset (facemarks.data.synthetic).
 
 Every check renders a handful of faces (each takes ~10-20 ms), so the file runs in a few
 seconds. Expected values come from the tests themselves: the iBUG 68-point mirror
@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facemarks.datasets import synthetic
+from facemarks.data import synthetic
 from facemarks.errors import DataError
 
 S = 256
@@ -152,7 +152,7 @@ def test_ensure_rendered_default_folder(tmp_path, monkeypatch):
 
 
 def test_the_jsonl_reader_accepts_the_render(rendered):
-    from facemarks import datasets
+    from facemarks.data import formats as datasets
 
     big, _ = rendered
     faces = datasets.load(f"jsonl:{big}")

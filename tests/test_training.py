@@ -15,13 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from facemarks import cache as crop_cache
-from facemarks import checkpoint as ckpt
-from facemarks import config as cfg
-from facemarks import datasets, train, transforms
-from facemarks.compare import compare
+from facemarks.data import cache as crop_cache
+from facemarks.engine import checkpoint as ckpt
+from facemarks.engine import config as cfg
+from facemarks.data import formats as datasets
+from facemarks.engine import trainer as train
+from facemarks import geometry as transforms
+from facemarks.experiments.compare import compare
 from facemarks.errors import DataError
-from facemarks.evaluate import predict_crops
+from facemarks.engine.evaluate import predict_crops
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def tiny_faces(tmp_path_factory) -> str:
     """A small synthetic dataset in the generic JSON-lines format."""
-    from facemarks.datasets.synthetic import render
+    from facemarks.data.synthetic import render
 
     directory = tmp_path_factory.mktemp("synthetic")
     return f"jsonl:{render(directory, num_faces=60, seed=3, image_size=128)}"
@@ -144,7 +146,7 @@ def test_ddp_with_two_cpu_processes(tiny_faces, tmp_path):
 
 
 def test_epoch_sampler_shards_cover_the_permutation():
-    from facemarks.data import EpochSampler
+    from facemarks.data.samplers import EpochSampler
 
     shards = [EpochSampler(10, seed=5, rank=r, world_size=2) for r in range(2)]
     for s in shards:

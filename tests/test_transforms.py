@@ -11,24 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from facemarks.transforms import (
-    AugmentConfig,
-    AugmentParams,
-    apply_to_points,
-    augment_sample,
-    compose,
-    crop_matrix,
-    flip_matrix,
-    flip_points,
-    from_normalized,
-    invert,
-    photometric,
-    sample_augmentation,
-    to_normalized,
-    to_source,
-    transform_box,
-    warp_image,
-)
+from facemarks.data.augment import AugmentConfig, AugmentParams, augment_sample, photometric, sample_augmentation
+from facemarks.geometry.affine import apply_to_points, compose, crop_matrix, flip_matrix, invert, transform_box, warp_image
+from facemarks.geometry.coords import flip_points, from_normalized, to_normalized, to_source
 
 # The iBUG 68-point mirror pairs (0-based), written out here independently of facemarks.schemes.
 _PAIRS_68 = (

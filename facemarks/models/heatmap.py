@@ -6,7 +6,7 @@ A heatmap model maps images (B, 3, S, S) RGB in [0, 1] to a dict
      "boundaries": [ (B, K, H, H) per stack ]}     # only with a boundary branch
 
 with H = S / stride (stride 4 here). Heatmap pixel j's centre is the normalised coordinate
-(j + 0.5) / H (see facemarks.heatmaps). `model.decode(output)` turns the last stack's
+(j + 0.5) / H (see facemarks.codecs.heatmap). `model.decode(output)` turns the last stack's
 heatmaps into (B, N, 2) normalised points (decoder "dark" by default, or "argmax",
 "soft_argmax"). The ImageNet mean/std normalisation happens inside the model.
 
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facemarks import heatmaps as hm
+from facemarks.codecs import heatmap as hm
 from facemarks.models.heads import IMAGENET_MEAN, IMAGENET_STD
 from facemarks.models.lightweight import DepthwiseSeparable
 from facemarks.models.resnet import BasicBlock, ResNetBackbone, load_pretrained_backbone

@@ -1,0 +1,251 @@
+"""`facemarks predict`: landmarks of the faces in images, folders of images, or videos.
+
+    facemarks predict photo.jpg holiday/ clip.mp4 --out results/
+
+writes `results/predictions.json` and, unless --no-overlay, one overlay per input with the
+points drawn (`NAME_landmarks.jpg`, or `NAME_landmarks.mp4` for videos). Coordinates in the
+JSON are source-image pixels, 0-based pixel-centre (the centre of the top-left pixel is
+(0, 0)). An image without a face gives an empty list of faces and a note; an unreadable
+file gives an error entry naming it, the other inputs are still processed, and the
+command exits with status 1 at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facemarks.data.sample import read_image
+from facemarks.errors import DataError, FacemarksError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+NO_FACE_NOTE = "no face found"
+
+
+def collect_inputs(inputs, exclude=None) -> tuple[list[Path], list[Path]]:
+    """Expand folders (recursively, sorted) into their image and video files, leaving out
+    hidden files and anything under `exclude` (the output folder).
+    Returns (files to process, files skipped because a folder held them but they are
+    neither images nor videos by extension). Files named explicitly are always processed."""
+    exclude = Path(exclude).resolve() if exclude is not None else None
+    files, skipped = [], []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            children = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            for child in children:
+                if exclude is not None and exclude in child.resolve().parents:
+                    continue
+                suffix = child.suffix.lower()
+                (files if suffix in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS else skipped).append(child)
+        else:
+            files.append(path)
+    return files, skipped
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def face_record(face: dict) -> dict:
+    """A predicted face as JSON-ready lists (coordinates rounded to 1/1000 px)."""
+    return {"box": [round(float(v), 3) for v in face["box"]],
+            "landmarks": np.round(np.asarray(face["landmarks"], dtype=np.float64), 3).tolist(),
+            "scheme": face["scheme"]}
+
+
+def draw_faces(image_rgb: np.ndarray, faces: list[dict]) -> np.ndarray:
+    """A BGR copy of the image with each face's box and points drawn (anti-aliased, with
+    sub-pixel positions: OpenCV's integer pixel centres are our 0-based pixel centres)."""
+    canvas = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
+    radius = max(1.0, min(image_rgb.shape[:2]) / 250)
+    thickness = max(1, int(round(radius / 2)))
+    shift = 4  # fixed-point bits: coordinates * 16
+    for face in faces:
+        x0, y0, x1, y1 = (int(round(v * (1 << shift))) for v in face["box"])
+        cv2.rectangle(canvas, (x0, y0), (x1, y1), (255, 160, 0), thickness, cv2.LINE_AA, shift)
+        for x, y in np.asarray(face["landmarks"]):
+            if np.isfinite(x) and np.isfinite(y):
+                centre = (int(round(x * (1 << shift))), int(round(y * (1 << shift))))
+                cv2.circle(canvas, centre, int(round(radius * (1 << shift))), (0, 255, 0), -1, cv2.LINE_AA, shift)
+    return canvas
+
+
+class OutputNames:
+    """Overlay file names in the output folder, unique even when inputs share a name."""
+
+    def __init__(self, out_dir: Path):
+        self.out_dir = out_dir
+        self.used: set[str] = set()
+
+    def __call__(self, source: Path, suffix: str) -> Path:
+        stem, k = f"{source.stem}_landmarks", 1
+        name = stem + suffix
+        while name in self.used:
+            k += 1
+            name = f"{stem}_{k}{suffix}"
+        self.used.add(name)
+        return self.out_dir / name
+
+
+def boxes_for(boxes_file, path: Path, frame: int | None = None):
+    """Boxes from the boxes file, or None (use the detector)."""
+    return None if boxes_file is None else boxes_file.lookup(path, frame)
+
+
+def predict_image(predictor, path: Path, detector: str, boxes_file, overlay_path: Path | None) -> dict:
+    image = read_image(path)
+    faces = predictor.predict(image, boxes=boxes_for(boxes_file, path), detector=detector)
+    record = {"file": str(path), "width": image.shape[1], "height": image.shape[0],
+              "faces": [face_record(f) for f in faces]}
+    if not faces:
+        record["note"] = NO_FACE_NOTE
+    if overlay_path is not None:
+        if not cv2.imwrite(str(overlay_path), draw_faces(image, faces)):
+            raise DataError(overlay_path, "could not write the overlay image")
+        record["overlay"] = str(overlay_path)
+    return record
+
+
+def open_video_writer(path: Path, fps: float, size: tuple[int, int]):
+    """An OpenCV video writer: MPEG-4 Part 2 ('mp4v') in .mp4, else Motion-JPEG in .avi
+    (both encoders ship with opencv-python-headless's FFmpeg). Returns (writer, path)."""
+    for fourcc, suffix in (("mp4v", ".mp4"), ("MJPG", ".avi")):
+        target = path.with_suffix(suffix)
+        writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+        if writer.isOpened():
+            return writer, target
+        writer.release()
+    raise DataError(path, "OpenCV cannot write a video here (neither mp4v nor MJPG works)")
+
+
+def predict_video(predictor, path: Path, detector: str, boxes_file, overlay_path: Path | None) -> dict:
+    if not path.is_file():
+        raise DataError(path, "video file not found")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise DataError(path, "not a readable video (corrupt or unsupported format)")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    frames, writer, written = [], None, None
+    try:
+        while True:
+            ok, frame_bgr = capture.read()
+            if not ok:
+                break
+            image = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+            index = len(frames)
+            faces = predictor.predict(image, boxes=boxes_for(boxes_file, path, index), detector=detector)
+            entry = {"frame": index, "faces": [face_record(f) for f in faces]}
+            if not faces:
+                entry["note"] = NO_FACE_NOTE
+            frames.append(entry)
+            if overlay_path is not None:
+                if writer is None:
+                    writer, written = open_video_writer(overlay_path, fps, (image.shape[1], image.shape[0]))
+                writer.write(draw_faces(image, faces))
+        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    if not frames:
+        raise DataError(path, "not a readable video (no frame could be decoded)")
+    record = {"file": str(path), "video": True, "fps": fps, "width": width, "height": height,
+              "frames": frames}
+    if written is not None:
+        record["overlay"] = str(written)
+    return record
+
+
+def _compact_number_lists(text: str) -> str:
+    """Put every list of plain numbers (a point, a box) on one line of indented JSON."""
+    # Only lists spanning lines: JSON strings cannot hold a raw newline, so no string is touched.
+    return re.sub(r"\[\n[-+\d.eE,\s]*\]", lambda m: "[" + " ".join(m.group(0)[1:-1].split()) + "]", text)
+
+
+def write_json(data: dict, path: Path) -> None:
+    """Write indented JSON atomically (temp file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(_compact_number_lists(json.dumps(data, indent=1)) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def predict_files(predictor, inputs, out_dir, detector: str = "haar", boxes_file=None, overlay: bool = True,
+                  log=print) -> dict:
+    """Predict on every input (images, folders, videos); returns the JSON document.
+    Failures are recorded per file ({"file", "error"}) and do not stop the others."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = OutputNames(out_dir)
+    files, skipped = collect_inputs(inputs, exclude=out_dir)
+    results, failed = [], 0
+    for path in files:
+        video = is_video(path)
+        overlay_path = names(path, ".mp4" if video else ".jpg") if overlay else None
+        try:
+            record = (predict_video if video else predict_image)(predictor, path, detector, boxes_file, overlay_path)
+        except (FacemarksError, OSError, cv2.error) as exc:
+            message = str(exc) if isinstance(exc, DataError) else f"{path}: {exc}"
+            results.append({"file": str(path), "error": message})
+            failed += 1
+            log(f"error: {message}")
+            continue
+        results.append(record)
+        if video:
+            found = sum(1 for f in record["frames"] if f["faces"])
+            log(f"{path}: {len(record['frames'])} frames, faces found in {found}")
+        else:
+            log(f"{path}: {len(record['faces'])} face(s)" + (f" ({NO_FACE_NOTE})" if not record["faces"] else ""))
+    for path in skipped:
+        log(f"skipped {path}: not an image or video file (by extension)")
+    return {"checkpoint": predictor.source, "backend": predictor.backend, "scheme": predictor.scheme,
+            "detector": "boxes file" if boxes_file is not None else detector,
+            "coordinates": "source image pixels, x then y, 0-based pixel-centre (top-left pixel centre = (0, 0))",
+            "images": results, "skipped": [str(p) for p in skipped], "failed": failed}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or video files")
+    parser.add_argument("--checkpoint", help="checkpoint (.pt) or exported model (.onnx); default: the shipped "
+                                             "pretrained 68-point model")
+    parser.add_argument("--out", default="facemarks_predictions",
+                        help="output folder for predictions.json and overlays (default ./facemarks_predictions)")
+    parser.add_argument("--detector", choices=["haar", "whole"], default="haar",
+                        help="haar: OpenCV face detector; whole: each image is one tight face crop")
+    parser.add_argument("--boxes", help="JSON or CSV file of face boxes per image (landmark-box convention, "
+                                        "x_min y_min x_max y_max); replaces the detector")
+    parser.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    parser.add_argument("--device", default="cpu", help="PyTorch device for --backend torch (default cpu)")
+    parser.add_argument("--no-overlay", action="store_true", help="write only the JSON, no overlay images/videos")
+
+
+def run(args) -> int:
+    from facemarks.inference.predictor import load
+    from facemarks.inference.detect import BoxesFile
+
+    predictor = load(args.checkpoint, backend=args.backend, device=args.device)
+    boxes_file = BoxesFile(args.boxes) if args.boxes else None
+    out_dir = Path(args.out)
+    document = predict_files(predictor, args.inputs, out_dir, args.detector, boxes_file, overlay=not args.no_overlay)
+    json_path = out_dir / "predictions.json"
+    write_json(document, json_path)
+    print(f"wrote {json_path}" + (f"; {document['failed']} input(s) failed" if document["failed"] else ""))
+    if document["failed"]:
+        print(f"facemarks predict: {document['failed']} input(s) could not be processed (see above)", file=sys.stderr)
+    return 1 if document["failed"] else 0

@@ -1,0 +1,58 @@
+"""Network inputs from a crop cache: FaceCrops (one warp and photometric augmentation per
+sample, drawn from (seed, epoch, index)) and the DataLoader around it."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from facemarks.data import augment
+from facemarks.data.cache import CropCache
+from facemarks.geometry.coords import to_normalized
+
+
+class FaceCrops(Dataset):
+    """Network inputs from a crop cache: one affine warp and photometric augmentation per sample.
+
+    Items: {"image": uint8 (3, S, S), "points": float32 (N, 2) normalised to [0, 1] of the
+    input, "matrix": float64 (2, 3) cache -> input pixels, "index": int}. With augment=None
+    the item is the plain crop used for evaluation.
+    """
+
+    def __init__(self, cache: CropCache, input_size: int, crop_margin: float,
+                 augment: augment.AugmentConfig | None, flip_permutation, seed: int = 0):
+        self.cache = cache
+        self.input_size = input_size
+        self.crop_margin = crop_margin
+        self.augment = augment
+        self.flip_permutation = None if flip_permutation is None else np.asarray(flip_permutation)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, index: int) -> dict:
+        if self.augment is None:
+            params = augment.AugmentParams()  # the identity: a plain crop
+        else:
+            params = augment.sample_augmentation(np.random.default_rng([self.seed, self.epoch, index]), self.augment)
+        image, points, matrix = augment.augment_sample(
+            np.asarray(self.cache.images[index]), self.cache.points[index], self.cache.boxes[index], params,
+            self.input_size, self.crop_margin, self.flip_permutation)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "points": torch.from_numpy(to_normalized(points, self.input_size).astype(np.float32)),
+            "matrix": torch.from_numpy(matrix),  # cache pixels -> input pixels
+            "index": index,
+        }
+
+
+def make_loader(dataset: FaceCrops, sampler: Sampler, batch_size: int, num_workers: int,
+                drop_last: bool) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      drop_last=drop_last, persistent_workers=False, pin_memory=False)
