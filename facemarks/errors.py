@@ -26,3 +26,26 @@ class CheckpointError(FacemarksError, ValueError):
     def __init__(self, path, message: str):
         self.path = str(path)
         super().__init__(f"{self.path}: {message}")
+
+
+class ConfigError(FacemarksError, ValueError):
+    """A configuration value is missing, of the wrong type or out of range.
+
+    The message starts with where the value came from (the file, or "command line") and
+    the key, e.g. ``configs/x.yaml: optim.lr: must be a positive number, got -1``.
+    """
+
+    def __init__(self, source, key: str, message: str):
+        self.source = str(source)
+        self.key = key
+        super().__init__(f"{self.source}: {key}: {message}" if key else f"{self.source}: {message}")
+
+
+class UnknownNameError(FacemarksError, LookupError):
+    """A name looked up in a registry (model, loss, decoder, ...) does not exist."""
+
+    def __init__(self, kind: str, name, known):
+        self.kind = kind
+        self.name = name
+        self.known = sorted(known)
+        super().__init__(f"unknown {kind} {name!r}; valid: {', '.join(self.known)}")

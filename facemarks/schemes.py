@@ -272,6 +272,33 @@ def get(name: str | Scheme) -> Scheme:
     raise DataError(name, f"unknown landmark scheme; known: {known}, or a .yaml/.json scheme file")
 
 
+def to_dict(scheme: Scheme) -> dict:
+    """The whole scheme as plain lists and dicts (what a checkpoint embeds)."""
+    return {"name": scheme.name, "num_points": scheme.num_points,
+            "flip_permutation": list(scheme.flip_permutation),
+            "outer_eye_corners": list(scheme.outer_eye_corners), "left_eye": list(scheme.left_eye),
+            "right_eye": list(scheme.right_eye),
+            "regions": {k: list(v) for k, v in scheme.regions.items()},
+            "boundaries": {k: list(v) for k, v in scheme.boundaries.items()}}
+
+
+def from_dict(values: dict, where="scheme") -> Scheme:
+    """The Scheme of `to_dict`'s output, checked with `validate` (DataError naming `where`).
+    A built-in scheme comes back as the built-in object."""
+    try:
+        scheme = Scheme(
+            name=str(values["name"]), num_points=int(values["num_points"]),
+            flip_permutation=tuple(int(i) for i in values["flip_permutation"]),
+            outer_eye_corners=tuple(int(i) for i in values["outer_eye_corners"]),
+            left_eye=tuple(int(i) for i in values["left_eye"]), right_eye=tuple(int(i) for i in values["right_eye"]),
+            regions={k: tuple(int(i) for i in v) for k, v in (values.get("regions") or {}).items()},
+            boundaries={k: tuple(int(i) for i in v) for k, v in (values.get("boundaries") or {}).items()})
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(where, f"not a landmark scheme ({type(exc).__name__}: {exc})") from None
+    builtin = BUILTIN.get(scheme.name)
+    return builtin if builtin == scheme else validate(scheme, where)
+
+
 def for_num_points(n: int) -> Scheme:
     """The built-in scheme with n points: 68 -> 300w, 98 -> wflw, 29 -> cofw, 19 -> aflw, 5 -> 5pt."""
     if int(n) not in _BY_NUM_POINTS:

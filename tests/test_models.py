@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from facemarks.errors import UnknownNameError
 from facemarks.errors import CheckpointError
 from facemarks.models import available, complexity, create, load_pretrained_backbone
 from facemarks.models import lightweight, resnet
@@ -60,7 +61,7 @@ def model_cases():
 def test_registry_lists_every_regression_model():
     names = available()
     assert set(REGRESSION_MODELS) <= set(names)
-    with pytest.raises(KeyError, match="resnet18"):
+    with pytest.raises(UnknownNameError, match="resnet18"):
         create("no_such_model", 68)
 
 

@@ -437,7 +437,7 @@ class HeatmapLoss(nn.Module):
                 f"coord_weight={self.coord_weight:g}")
 
 
-@LOSSES.register("awing")
+@LOSSES.register("awing", kind="heatmap")
 class AdaptiveWingLoss(HeatmapLoss):
     """Adaptive Wing loss on heatmaps (Wang, Bo, Fuxin, ICCV 2019) with the weighted loss map.
 
@@ -473,7 +473,7 @@ class AdaptiveWingLoss(HeatmapLoss):
         return f"{super().extra_repr()}, {params}, w={self.w:g}, threshold={self.threshold:g}, weighted={self.weighted}"
 
 
-@LOSSES.register("heatmap_mse")
+@LOSSES.register("heatmap_mse", kind="heatmap")
 class HeatmapMSELoss(HeatmapLoss):
     """Plain mean squared error between predicted and target heatmaps (pred - target)^2;
     see HeatmapLoss for the targets, the boundary and coordinate terms and the reduction."""

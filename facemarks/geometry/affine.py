@@ -173,3 +173,19 @@ def warp_antialiased(image: np.ndarray, matrix: np.ndarray, size: int) -> np.nda
         image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
         matrix = compose(matrix, invert(shrink))
     return warp_image(image, matrix, size)
+
+
+def jitter_matrix(input_size: int, rotation: float = 0.0, scale: float = 1.0, shift=(0.0, 0.0),
+                  flip: bool = False) -> np.ndarray:
+    """Augmentation as a map of the input onto itself, about the input centre c = (S-1)/2:
+    u -> s R(rotation) (u - c - shift * S) + c, then the optional mirror u_x -> S - 1 - u_x.
+
+    Composed after any crop (``compose(jitter_matrix(...), crop)``) it augments that crop;
+    after a box crop it equals crop_matrix(box, S, margin, rotation, scale, shift, flip).
+    """
+    theta = math.radians(rotation)
+    linear = scale * np.array([[math.cos(theta), math.sin(theta)], [-math.sin(theta), math.cos(theta)]])
+    centre = np.full(2, (input_size - 1) / 2.0)
+    offset = centre - linear @ (centre + np.asarray(shift, dtype=np.float64).reshape(2) * input_size)
+    matrix = np.concatenate([linear, offset[:, None]], axis=1)
+    return compose(flip_matrix(input_size), matrix) if flip else matrix

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from facemarks.errors import UnknownNameError
 from facemarks.registry import LOSSES
 
 # ---------------------------------------------------------------------------------------------
@@ -239,7 +240,7 @@ class PointLoss(nn.Module):
         )
 
 
-@LOSSES.register("l1")
+@LOSSES.register("l1", kind="regression")
 class L1Loss(PointLoss):
     """L1 on pixel errors: per point |dx| + |dy| (px)."""
 
@@ -249,7 +250,7 @@ class L1Loss(PointLoss):
         super().__init__(l1, input_size, reduction, point_weights)
 
 
-@LOSSES.register("l2")
+@LOSSES.register("l2", kind="regression")
 class L2Loss(PointLoss):
     """L2 on pixel errors: per point dx^2 + dy^2, the squared point distance (px^2).
 
@@ -264,10 +265,10 @@ class L2Loss(PointLoss):
         super().__init__(l2, input_size, reduction, point_weights)
 
 
-LOSSES.register("mse")(L2Loss)
+LOSSES.register("mse", kind="regression")(L2Loss)
 
 
-@LOSSES.register("huber")
+@LOSSES.register("huber", kind="regression")
 class HuberLoss(PointLoss):
     """PyTorch's Huber loss on pixel errors, delta in px, summed over x and y."""
 
@@ -277,7 +278,7 @@ class HuberLoss(PointLoss):
         super().__init__(huber, input_size, reduction, point_weights, delta=delta)
 
 
-@LOSSES.register("smooth_l1")
+@LOSSES.register("smooth_l1", kind="regression")
 class SmoothL1Loss(PointLoss):
     """PyTorch's smooth L1 loss on pixel errors, beta in px, summed over x and y."""
 
@@ -287,7 +288,7 @@ class SmoothL1Loss(PointLoss):
         super().__init__(smooth_l1, input_size, reduction, point_weights, beta=beta)
 
 
-@LOSSES.register("wing")
+@LOSSES.register("wing", kind="regression")
 class WingLoss(PointLoss):
     """Wing loss (Feng et al., CVPR 2018) with w and epsilon in pixels of the input, summed over x and y."""
 
@@ -299,7 +300,7 @@ class WingLoss(PointLoss):
         super().__init__(wing, input_size, reduction, point_weights, w=w, epsilon=epsilon)
 
 
-@LOSSES.register("rwing")
+@LOSSES.register("rwing", kind="regression")
 class RWingLoss(PointLoss):
     """Rectified Wing loss (Feng et al., IJCV 2020) with r, w, epsilon in pixels of the input."""
 
@@ -317,7 +318,7 @@ class RWingLoss(PointLoss):
         super().__init__(rwing, input_size, reduction, point_weights, r=r, w=w, epsilon=epsilon)
 
 
-@LOSSES.register("soft_wing")
+@LOSSES.register("soft_wing", kind="regression")
 class SoftWingLoss(PointLoss):
     """Soft Wing loss (Lin et al., TIP 2021) with omega1, omega2, epsilon in pixels of the input."""
 
@@ -335,7 +336,7 @@ class SoftWingLoss(PointLoss):
         super().__init__(soft_wing, input_size, reduction, point_weights, omega1=omega1, omega2=omega2, epsilon=epsilon)
 
 
-@LOSSES.register("mean_point_distance")
+@LOSSES.register("mean_point_distance", kind="regression")
 class MeanPointDistanceLoss(PointLoss):
     """Mean over points of the Euclidean distance between predicted and true point, in pixels of
     the input. This is the loss the reference experiment called "MSE" (it is neither squared nor
@@ -351,7 +352,7 @@ class MeanPointDistanceLoss(PointLoss):
         return torch.linalg.vector_norm((pred - target) * self.input_size, dim=-1)
 
 
-LOSSES.register("mpd")(MeanPointDistanceLoss)
+LOSSES.register("mpd", kind="regression")(MeanPointDistanceLoss)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,7 +384,7 @@ def parse_loss_spec(spec: str) -> tuple[str, dict[str, float]]:
 def _lookup(name: str):
     try:
         return LOSSES.get(name)
-    except KeyError:
+    except UnknownNameError:
         raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES.names())}") from None
 
 
@@ -443,3 +444,6 @@ def loss_spec_name(spec: str) -> str:
     if not numeric:
         return canonical
     return f"{canonical}(" + ",".join(f"{key}={value:g}" for key, value in numeric.items()) + ")"
+
+
+from facemarks.codecs import heatmap as _heatmap_losses  # noqa: E402,F401  (registers awing, heatmap_mse)

@@ -1,15 +1,17 @@
 """The landmark model zoo: one registry of factories, `create(name, num_points, **kwargs)`.
 
-Regression models (this package's resnet.py and lightweight.py) map images
-(B, 3, S, S) in [0, 1] to points (B, N, 2) in normalised coordinates; heatmap models live
-in hourglass.py. Factories register themselves in `facemarks.registry.MODELS`, which
-imports the provider modules on first lookup.
+Every model implements `facemarks.models.base.LandmarkModel`. Regression models (resnet.py,
+lightweight.py) map images (B, 3, S, S) in [0, 1] to points (B, N, 2) in normalised
+coordinates; heatmap models (heatmap.py, hourglass.py) to heatmaps, decoded by `decode`.
+Builders register themselves in `facemarks.registry.MODELS` with `@MODELS.register(name,
+kind=..., takes_scheme=...)` when this package imports their module below.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
+from facemarks.models import heatmap, hourglass, lightweight, resnet  # noqa: F401  (registers the builders)
 from facemarks.models.complexity import complexity
 from facemarks.models.resnet import load_pretrained_backbone
 from facemarks.registry import MODELS
@@ -17,14 +19,24 @@ from facemarks.registry import MODELS
 __all__ = ["available", "complexity", "create", "load_pretrained_backbone"]
 
 
-def create(name: str, num_points: int, **kwargs) -> nn.Module:
+def create(name: str, num_points: int, scheme=None, **kwargs) -> nn.Module:
     """Build model `name` for `num_points` landmarks.
 
-    kwargs go to the factory: input_size, pretrained (a local torchvision-format weights
+    scheme: the landmark Scheme, given to the builders registered with takes_scheme=True
+        (heatmap models with a boundary branch draw their channels from its boundaries).
+    kwargs go to the builder: input_size, pretrained (a local torchvision-format weights
     file), and model options (hidden, dropout, mean_shape, width_mult, width, ...).
-    Unknown names raise KeyError listing the known ones.
+    Unknown names raise UnknownNameError listing the valid ones.
     """
-    return MODELS.get(name)(num_points, **kwargs)
+    builder = MODELS.get(name)
+    if MODELS.info(name).get("takes_scheme") and scheme is not None:
+        kwargs.setdefault("scheme", scheme)
+    return builder(num_points, **kwargs)
+
+
+def kind(name: str) -> str:
+    """"regression" or "heatmap": what model `name` outputs (without building it)."""
+    return MODELS.info(name)["kind"]
 
 
 def available() -> list[str]:

@@ -19,9 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# ImageNet statistics of RGB images in [0, 1] (the ones torchvision's weights expect).
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from facemarks.models.base import IMAGENET_MEAN, IMAGENET_STD, LandmarkModel  # noqa: F401
 
 # Standard deviation of the initial weights of the output layer: small, so that the first
 # predictions are close to the mean shape, but not zero, so gradients reach the backbone
@@ -114,7 +112,7 @@ class RegressionHead(nn.Module):
         return self.out(self.fc(x))
 
 
-class LandmarkRegressor(nn.Module):
+class LandmarkRegressor(LandmarkModel):
     """A regression landmark model: ``forward(images) -> (B, N, 2)`` normalised points.
 
     images: float (B, 3, S, S) RGB in [0, 1]; the ImageNet mean/std normalisation happens
@@ -130,21 +128,31 @@ class LandmarkRegressor(nn.Module):
     kind = "regression"
 
     def __init__(self, backbone: nn.Module, head: nn.Module, num_points: int, input_size: int):
-        super().__init__()
+        super().__init__(num_points, input_size)
         self.backbone = backbone
         self.head = head
-        self.num_points = num_points
-        self.input_size = input_size
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images - self.mean) / self.std
-        return self.head(self.backbone(x))
+        return self.head(self.backbone(self.normalize(images)))
 
-    def decode(self, output: torch.Tensor) -> torch.Tensor:
+    def decode(self, output: torch.Tensor, decoder: str | None = None) -> torch.Tensor:
         """Points (B, N, 2) in normalised coordinates: the output itself for regression."""
         return output
+
+    @property
+    def feature_layers(self) -> tuple[str, ...]:
+        """The backbone's blocks, shallow to deep: a sequence of composite modules (ResNet's
+        layer1..4, DSNet's blocks) contributes each of its blocks; a sequence of plain layers
+        (a conv-BN-ReLU stem) is one block; single layers (conv1, bn1, pooling) are skipped."""
+        names = []
+        for name, child in self.backbone.named_children():
+            if not isinstance(child, nn.Sequential) or not any(p.requires_grad for p in child.parameters()):
+                continue
+            if any(len(list(block.children())) for block in child):
+                names += [f"backbone.{name}.{i}" for i, block in enumerate(child) if any(True for _ in block.parameters())]
+            else:
+                names.append(f"backbone.{name}")
+        return tuple(names)
 
     def init_mean_shape(self, mean_shape) -> None:
         """Start the output at `mean_shape` ((N, 2) normalised coordinates, e.g. the mean

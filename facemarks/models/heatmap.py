@@ -141,7 +141,7 @@ def scheme_boundary_count(boundary: bool, scheme, num_points: int) -> int:
         return 0
     try:
         resolved = hm.resolve_scheme(scheme, num_points)
-    except (KeyError, ValueError) as exc:
+    except (LookupError, ValueError) as exc:
         raise ValueError(
             f"the boundary branch needs a landmark scheme with boundaries; none found for {num_points} "
             f"points ({exc}); pass scheme=NAME or boundary=False"
@@ -228,7 +228,7 @@ class SimpleBaseline(HeatmapModel):
         return _single_stack_output(*self.head(self.deconv(self.backbone(x))))
 
 
-@MODELS.register("resnet18_heatmap")
+@MODELS.register("resnet18_heatmap", kind="heatmap", takes_scheme=True)
 def resnet18_heatmap(num_points: int, input_size: int = 256, pretrained: str | None = None,
                      deconv_channels: int = 128, coordconv: bool = True, boundary: bool = False,
                      scheme=None, decoder: str = "dark") -> SimpleBaseline:
@@ -306,7 +306,7 @@ class DSHeatmapNet(HeatmapModel):
         return _single_stack_output(*self.head(self.smooth(top)))
 
 
-@MODELS.register("dsnet_heatmap")
+@MODELS.register("dsnet_heatmap", kind="heatmap", takes_scheme=True)
 def dsnet_heatmap(num_points: int, input_size: int = 96, width: int = 64, coordconv: bool = True,
                   boundary: bool = False, scheme=None, decoder: str = "dark",
                   pretrained: str | None = None) -> DSHeatmapNet:

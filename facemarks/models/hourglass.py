@@ -175,7 +175,7 @@ class StackedHourglass(HeatmapModel):
         return output
 
 
-@MODELS.register("hourglass")
+@MODELS.register("hourglass", kind="heatmap", takes_scheme=True)
 def hourglass(num_points: int, input_size: int = 256, stacks: int = 4, channels: int = 256, boundary: bool = True,
               coordconv: bool = True, scheme=None, heatmap_size: int | None = None, depth: int = 4,
               boundary_threshold: float = 0.05, decoder: str = "dark", pretrained: str | None = None

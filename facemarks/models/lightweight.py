@@ -94,7 +94,7 @@ def _plain_cnn(name, channels, num_points, input_size, pretrained, kwargs):
     return _build(backbone, flat, num_points, input_size, pretrained, defaults, kwargs)
 
 
-@MODELS.register("cnn6")
+@MODELS.register("cnn6", kind="regression")
 def cnn6(num_points: int, input_size: int = 64, pretrained: str | None = None, **kwargs) -> LandmarkRegressor:
     """Wing-loss CNN-6: 5 conv blocks (32..512 channels) at 64x64, FC 1024, FC 2N.
 
@@ -103,7 +103,7 @@ def cnn6(num_points: int, input_size: int = 64, pretrained: str | None = None, *
     return _plain_cnn("cnn6", (32, 64, 128, 256, 512), num_points, input_size, pretrained, kwargs)
 
 
-@MODELS.register("cnn7")
+@MODELS.register("cnn7", kind="regression")
 def cnn7(num_points: int, input_size: int = 128, pretrained: str | None = None, **kwargs) -> LandmarkRegressor:
     """Wing-loss CNN-7: 6 conv blocks (32..512, 512 channels) at 128x128, FC 1024, FC 2N.
 
@@ -187,7 +187,7 @@ class DSNet(_FixedInputSize):
         return self.global_dw(self.blocks(self.stem(x)))
 
 
-@MODELS.register("dsnet")
+@MODELS.register("dsnet", kind="regression")
 def dsnet(num_points: int, input_size: int = 112, pretrained: str | None = None, **kwargs) -> LandmarkRegressor:
     """Tiny depthwise-separable regressor (< 51,200 parameters for N <= 98, S <= 112).
 
@@ -280,7 +280,7 @@ class MobileNetV2Backbone(nn.Module):
         return self.features(x)
 
 
-@MODELS.register("mobilenetv2")
+@MODELS.register("mobilenetv2", kind="regression")
 def mobilenetv2(
     num_points: int, input_size: int = 112, pretrained: str | None = None, width_mult: float = 1.0, **kwargs
 ) -> LandmarkRegressor:
@@ -376,7 +376,7 @@ class ShuffleNetV2Backbone(nn.Module):
         return self.conv5(x)
 
 
-@MODELS.register("shufflenetv2")
+@MODELS.register("shufflenetv2", kind="regression")
 def shufflenetv2(
     num_points: int, input_size: int = 112, pretrained: str | None = None, width: float = 1.0, **kwargs
 ) -> LandmarkRegressor:
@@ -445,7 +445,7 @@ class SqueezeNetBackbone(nn.Module):
         return self.features(x)
 
 
-@MODELS.register("squeezenet")
+@MODELS.register("squeezenet", kind="regression")
 def squeezenet(num_points: int, input_size: int = 112, pretrained: str | None = None, **kwargs) -> LandmarkRegressor:
     """SqueezeNet 1.1 fire modules + regression head (GAP, FC 512->hidden=256).
 

@@ -205,7 +205,7 @@ def _resnet_regressor(depth, num_points, input_size, pretrained, hidden=256, dro
     return model
 
 
-@MODELS.register("resnet18")
+@MODELS.register("resnet18", kind="regression")
 def resnet18(num_points: int, input_size: int = 224, pretrained: str | None = None, **kwargs) -> LandmarkRegressor:
     """ResNet-18 + regression head (GAP, FC 512->hidden, ReLU, Dropout, FC 2N).
 
@@ -214,13 +214,13 @@ def resnet18(num_points: int, input_size: int = 224, pretrained: str | None = No
     return _resnet_regressor(18, num_points, input_size, pretrained, **kwargs)
 
 
-@MODELS.register("resnet34")
+@MODELS.register("resnet34", kind="regression")
 def resnet34(num_points: int, input_size: int = 224, pretrained: str | None = None, **kwargs) -> LandmarkRegressor:
     """ResNet-34 + regression head; see `resnet18`."""
     return _resnet_regressor(34, num_points, input_size, pretrained, **kwargs)
 
 
-@MODELS.register("resnet50")
+@MODELS.register("resnet50", kind="regression")
 def resnet50(num_points: int, input_size: int = 224, pretrained: str | None = None, **kwargs) -> LandmarkRegressor:
     """ResNet-50 (torchvision V1.5 bottlenecks) + regression head (FC 2048->hidden)."""
     return _resnet_regressor(50, num_points, input_size, pretrained, **kwargs)
