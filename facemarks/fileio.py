@@ -42,3 +42,10 @@ def write_bytes(path, data: bytes) -> None:
 def write_text(path, text: str) -> None:
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
+
+
+def cache_root() -> Path:
+    """Where facemarks keeps what it can rebuild (crop caches, rendered synthetic faces,
+    exported ONNX files, converted datasets): $FACEMARKS_CACHE, else ~/.cache/facemarks.
+    The one resolver of that folder."""
+    return Path(os.environ.get("FACEMARKS_CACHE", Path.home() / ".cache" / "facemarks"))
