@@ -493,13 +493,20 @@ def test_cofw_cache_falls_back_to_user_cache(tmp_path, monkeypatch):
     path = tmp_path / "data" / "COFW_test_color.mat"
     path.parent.mkdir()
     write_mat_v5(path, "T", images, phis, boxes)
-    beside = path.parent / "COFW_test_color_images"
-    real_writable = cofw._writable
-    monkeypatch.setattr(cofw, "_writable", lambda folder: beside not in folder.parents and real_writable(folder))
+    # The folder beside the .mat cannot be made: a plain file has its name (works as root too).
+    (path.parent / "COFW_test_color_images").write_text("in the way")
     monkeypatch.setenv("FACEMARKS_CACHE", str(tmp_path / "user-cache"))
     face = datasets.load(f"cofw:{path}")[0]
     assert (tmp_path / "user-cache" / "cofw") in Path(face.image_path).parents
     np.testing.assert_array_equal(datasets.read_image(face.image_path), images[0])
+    left = [p.name for p in Path(face.image_path).parent.iterdir()]
+    assert sorted(left) == ["000001.png", "000002.png", "000003.png", "source.json"]  # no probes, no temporaries
+    # An explicit cache folder that cannot be written is an error naming it; no fallback.
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, not a folder")
+    with pytest.raises(DataError, match="cannot write the COFW image cache here") as info:
+        datasets.load(f"cofw:{path}?cache={blocked}")
+    assert str(info.value).startswith(str(blocked / "test"))
 
 
 def test_cofw_bad_files(tmp_path):
@@ -532,8 +539,8 @@ def test_parse_spec():
     assert datasets.parse_spec("jsonl:a/b.jsonl?scheme=wflw").options == {"scheme": "wflw"}
     with pytest.raises(DataError, match="unknown option"):
         datasets.parse_spec("300w:/x?scheme=wflw")
-    with pytest.raises(DataError, match="unknown dataset format"):
-        datasets.parse_spec("foo:/nowhere")
+    with pytest.raises(DataError, match="unknown dataset format; expected FORMAT:PATH"):
+        datasets.parse_spec("/nowhere")  # no format given and none recognises the path
     with pytest.raises(DataError, match="missing path"):
         datasets.parse_spec("wflw:")
     with pytest.raises(ValueError):

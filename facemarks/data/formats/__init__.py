@@ -1,32 +1,41 @@
-"""Dataset readers. Every reader converts its format's coordinate convention once and
-returns `Sample` records in 0-based pixel-centre coordinates (see base.py).
+"""Dataset readers behind one registry. Every reader converts its format's coordinate
+convention once and returns `Sample` records in 0-based pixel-centre coordinates (see
+facemarks/data/sample.py).
 
 A dataset is named by a spec "FORMAT:PATH[?key=value&...]":
-    300w:DIR          300W folders of images + 1-based .pts      (datasets/w300.py)
-    wflw:DIR          WFLW annotation lists, 0-based             (datasets/wflw.py)
-    cofw:FILE|DIR     COFW .mat files (v7.3 or v5), 1-based      (datasets/cofw.py)
+    300w:DIR          300W folders of images + 1-based .pts      (w300.py)
+    wflw:DIR          WFLW annotation lists, 0-based             (wflw.py)
+    cofw:FILE|DIR     COFW .mat files (v7.3 or v5), 1-based      (cofw.py)
                       option cache=DIR: where decoded images go
-    csv:FILE          CSV table, 0-based                         (datasets/table.py)
-    jsonl:FILE        JSON lines, 0-based                        (datasets/table.py)
+    csv:FILE          CSV table, 0-based                         (table.py)
+    jsonl:FILE        JSON lines, 0-based                        (table.py)
                       csv/jsonl option scheme=NAME: scheme of faces without a scheme field
     synthetic[:DIR]   rendered once to DIR (default $FACEMARKS_CACHE/synthetic-v1-s0-n3000, else
-                      ~/.cache/facemarks/...) as JSON lines, then read as jsonl
-A spec without "FORMAT:" is recognised from the path when unambiguous (.csv, .jsonl,
-.mat, a folder with WFLW_annotations, a folder with .pts files).
+                      ~/.cache/facemarks/...) as JSON lines, then read as jsonl (synthetic.py)
+A spec without "FORMAT:" is recognised from the path when exactly one format claims it
+(.csv, .jsonl, .mat, a folder with WFLW_annotations, a folder with .pts files, ...).
+
+Each format is a `DatasetFormat` (base.py) registered in `facemarks.registry.FORMATS`;
+this module only parses specs and dispatches. A new format is one module with a
+registered reader class plus one import line below.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from facemarks.data.formats import cofw, synthetic, table, w300, wflw  # noqa: F401  (they register)
+from facemarks.data.formats.base import DatasetFormat
 from facemarks.data.sample import Sample, SampleList, check_on_error, read_image
-from facemarks.errors import DataError
+from facemarks.errors import DataError, UnknownNameError
+from facemarks.registry import FORMATS
 
-__all__ = ["Sample", "SampleList", "DataError", "DatasetSpec", "FORMATS", "load", "splits", "unavailable_splits", "parse_spec", "read_image", "synthetic_dir"]
+__all__ = ["Sample", "SampleList", "DataError", "DatasetFormat", "DatasetSpec", "FORMATS", "load", "splits",
+           "unavailable_splits", "default_splits", "parse_spec", "guess_format", "reader", "read_image", "synthetic_dir"]
 
-FORMATS = ("300w", "wflw", "cofw", "csv", "jsonl", "synthetic")
-_OPTIONS = {"cofw": {"cache"}, "csv": {"scheme"}, "jsonl": {"scheme"}, "synthetic": {"scheme"}}
+_FORMAT_NAME = re.compile(r"[a-z0-9_-]+")
 
 
 @dataclass
@@ -38,27 +47,51 @@ class DatasetSpec:
 
 def synthetic_dir() -> Path:
     """Default folder of the synthetic dataset (named after its generator version and size)."""
-    from facemarks.data.synthetic import default_directory
-
-    return default_directory()
+    return synthetic.default_directory()
 
 
-def _guess_format(path: Path) -> str | None:
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return "csv"
-    if suffix in (".jsonl", ".ndjson"):
-        return "jsonl"
-    if suffix == ".mat":
-        return "cofw"
-    if path.is_dir():
-        if (path / "WFLW_annotations").is_dir():
-            return "wflw"
-        if any(path.rglob("*.pts")):
-            return "300w"
-        if any(path.glob("COFW_*.mat")):
-            return "cofw"
-    return None
+def reader(name: str) -> DatasetFormat:
+    """The reader of a format; UnknownNameError listing the valid formats."""
+    return FORMATS.get(name)()
+
+
+def guess_format(path) -> str | None:
+    """The one format whose reader recognises `path`; None if none does. DataError
+    when several do (the spec then has to say FORMAT:)."""
+    path = Path(path)
+    claims = [name for name in FORMATS.names() if reader(name).guess(path)]
+    if len(claims) > 1:
+        raise DataError(path, f"ambiguous dataset: looks like {' and '.join(claims)}; write FORMAT:PATH")
+    return claims[0] if claims else None
+
+
+def _split_options(text: str) -> tuple[str, dict[str, str]]:
+    """"HEAD?k=v&..." -> (HEAD, {k: v}); text without a well-formed query is left whole."""
+    if "?" not in text:
+        return text, {}
+    head, _, query = text.rpartition("?")
+    pairs = [p for p in query.split("&") if p]
+    if not pairs or not all("=" in p for p in pairs):
+        return text, {}
+    return head, {k.strip(): v.strip() for k, _, v in (p.partition("=") for p in pairs)}
+
+
+def _format_and_path(spec, text: str) -> tuple[str, Path | None]:
+    """The format name and path of a spec without its options (the path may be None)."""
+    name, sep, rest = text.partition(":")
+    name = name.strip().lower()
+    if name in FORMATS:
+        if sep:
+            return name, Path(rest).expanduser() if rest else None
+        if reader(name).default_path() is not None:
+            return name, None  # e.g. "synthetic"
+    path = Path(text).expanduser()
+    guessed = guess_format(path)
+    if guessed is not None:
+        return guessed, path
+    if sep and _FORMAT_NAME.fullmatch(name):  # "nosuch:x": a format name, not a path
+        raise UnknownNameError(FORMATS.kind, name, FORMATS.names())
+    raise DataError(spec, f"unknown dataset format; expected FORMAT:PATH with FORMAT one of {', '.join(FORMATS.names())}")
 
 
 def parse_spec(spec: str) -> DatasetSpec:
@@ -66,71 +99,21 @@ def parse_spec(spec: str) -> DatasetSpec:
     text = str(spec).strip()
     if not text:
         raise DataError(spec, "empty dataset spec; expected FORMAT:PATH, e.g. 300w:data/300w")
-    options: dict[str, str] = {}
-    if "?" in text:
-        head, _, query = text.rpartition("?")
-        pairs = [p for p in query.split("&") if p]
-        if pairs and all("=" in p for p in pairs):
-            text = head
-            for pair in pairs:
-                key, _, value = pair.partition("=")
-                options[key.strip()] = value.strip()
-    fmt, sep, rest = text.partition(":")
-    fmt = fmt.strip().lower()
-    if sep and fmt in FORMATS:
-        path = Path(rest).expanduser() if rest else None
-    elif fmt == "synthetic" and not sep:
-        path = None
-    else:
-        path = Path(text).expanduser()
-        fmt = _guess_format(path)
-        if fmt is None:
-            raise DataError(spec, f"unknown dataset format; expected FORMAT:PATH with FORMAT one of {', '.join(FORMATS)}")
-    if fmt == "synthetic":
-        path = path or synthetic_dir()
-    elif path is None:
-        raise DataError(spec, f"missing path after '{fmt}:'")
-    unknown = set(options) - _OPTIONS.get(fmt, set())
+    text, options = _split_options(text)
+    name, path = _format_and_path(spec, text)
+    fmt = reader(name)
+    path = path or fmt.default_path()
+    if path is None:
+        raise DataError(spec, f"missing path after '{name}:'")
+    unknown = set(options) - fmt.options
     if unknown:
-        allowed = ", ".join(sorted(_OPTIONS.get(fmt, set()))) or "none"
-        raise DataError(spec, f"unknown option(s) {', '.join(sorted(unknown))} for {fmt} (allowed: {allowed})")
-    return DatasetSpec(fmt, path, options)
+        allowed = ", ".join(sorted(fmt.options)) or "none"
+        raise DataError(spec, f"unknown option(s) {', '.join(sorted(unknown))} for {name} (allowed: {allowed})")
+    return DatasetSpec(name, path, options)
 
 
-def _reader(fmt: str):
-    """(load, splits, unavailable) functions of a format; modules are imported on use."""
-    if fmt == "300w":
-        from facemarks.data.formats import w300 as module
-
-        return module.load, module.splits, module.unavailable
-    if fmt == "wflw":
-        from facemarks.data.formats import wflw as module
-
-        return module.load, module.splits, module.unavailable
-    if fmt == "cofw":
-        from facemarks.data.formats import cofw as module
-
-        return module.load, module.splits, module.unavailable
-    from facemarks.data.formats import table
-
-    if fmt == "csv":
-        return table.load_csv, table.splits_csv, lambda path, options=None: {}
-    return table.load_jsonl, table.splits_jsonl, lambda path, options=None: {}
-
-
-def _resolve(spec: str | DatasetSpec) -> DatasetSpec:
-    """Parse the spec; for synthetic data, render it if needed and point at its jsonl file."""
-    parsed = spec if isinstance(spec, DatasetSpec) else parse_spec(spec)
-    if parsed.format != "synthetic":
-        return parsed
-    try:
-        from facemarks.data.synthetic import ensure_rendered
-    except ImportError as exc:
-        raise DataError(parsed.path, f"synthetic data is not available: {exc}") from None
-    rendered = parsed.path / "faces.jsonl"
-    if (parsed.path / "render.json").is_file() and rendered.is_file():
-        return DatasetSpec("jsonl", rendered, parsed.options)  # a finished render, e.g. by `data synth`
-    return DatasetSpec("jsonl", Path(ensure_rendered(parsed.path)), parsed.options)
+def _parsed(spec: str | DatasetSpec) -> DatasetSpec:
+    return spec if isinstance(spec, DatasetSpec) else parse_spec(spec)
 
 
 def load(spec: str | DatasetSpec, split: str | None = None, on_error: str = "raise", allow_partial: bool = False) -> SampleList:
@@ -144,18 +127,24 @@ def load(spec: str | DatasetSpec, split: str | None = None, on_error: str = "rai
     existence here; they are decoded later (read_image). An empty result is a DataError.
     """
     check_on_error(on_error)
-    parsed = _resolve(spec)
-    load_fn, _, _ = _reader(parsed.format)
-    return load_fn(parsed.path, split, on_error=on_error, allow_partial=allow_partial, options=parsed.options)
+    parsed = _parsed(spec)
+    return reader(parsed.format).load(parsed.path, split, on_error=on_error, allow_partial=allow_partial, options=parsed.options)
 
 
 def splits(spec: str | DatasetSpec) -> dict[str, int]:
     """Faces per available split (annotations counted, not validated)."""
-    parsed = _resolve(spec)
-    return _reader(parsed.format)[1](parsed.path, options=parsed.options)
+    parsed = _parsed(spec)
+    return reader(parsed.format).splits(parsed.path, options=parsed.options)
 
 
 def unavailable_splits(spec: str | DatasetSpec) -> dict[str, str]:
     """Standard splits of the format that cannot be formed here, with the reason."""
-    parsed = _resolve(spec)
-    return _reader(parsed.format)[2](parsed.path, options=parsed.options)
+    parsed = _parsed(spec)
+    return reader(parsed.format).unavailable(parsed.path, options=parsed.options)
+
+
+def default_splits(spec: str | DatasetSpec) -> tuple[str, str | None, str]:
+    """(train, validation, test) split names to use when the dataset comes without a
+    config, e.g. ("train", None, "common") for 300W; validation None means: hold a
+    fraction of the training faces out. Reads no files (nothing is rendered)."""
+    return reader(_parsed(spec).format).default_splits

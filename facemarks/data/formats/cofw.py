@@ -21,20 +21,27 @@ MATLAB index), or, if that folder cannot be written, under $FACEMARKS_CACHE (def
 ~/.cache/facemarks)/cofw/. `cofw:FILE.mat?cache=DIR` puts them in DIR/<split>/. A small
 `source.json` next to the PNGs records which .mat they come from; they are rewritten
 when the .mat changes.
+
+Without a config, training uses train (with a validation part held out of it) and tests
+on test. A `.mat` file, or a folder with COFW_*.mat files, is recognised as COFW (spec
+without "cofw:").
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from facemarks import fileio
+from facemarks.data.formats.base import DatasetFormat
 from facemarks.data.sample import Sample, SampleList, add_face, check_landmarks, check_on_error, require_nonempty
 from facemarks.errors import DataError
+from facemarks.registry import FORMATS
 
 NUM_POINTS = 29
 SUFFIX = {"train": "Tr", "test": "T"}
@@ -164,17 +171,13 @@ def _files(path: Path) -> dict[str, Path]:
     return found
 
 
-def _user_cache() -> Path:
-    return Path(os.environ.get("FACEMARKS_CACHE") or Path.home() / ".cache" / "facemarks")
-
-
 def _writable(folder: Path) -> bool:
+    """Can files be created in folder (made if missing)? Probed with a temporary file
+    that is gone again afterwards."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-        return True
+        with tempfile.TemporaryFile(dir=folder):
+            return True
     except OSError:
         return False
 
@@ -191,7 +194,7 @@ def image_folder(mat_path: Path, split: str, cache: str | None = None) -> Path:
     if _writable(folder):
         return folder
     digest = hashlib.sha1(str(mat_path).encode()).hexdigest()[:12]
-    folder = _user_cache() / "cofw" / f"{mat_path.stem}-{digest}" / split
+    folder = fileio.cache_root() / "cofw" / f"{mat_path.stem}-{digest}" / split
     if not _writable(folder):
         raise DataError(folder, "cannot write the COFW image cache (set FACEMARKS_CACHE or pass cofw:FILE?cache=DIR)")
     return folder
@@ -215,9 +218,7 @@ def _write_png(path: Path, rgb: np.ndarray) -> None:
     ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise DataError(path, "could not encode image")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    data.tofile(str(tmp))
-    os.replace(tmp, path)
+    fileio.write_bytes(path, data.tobytes())
 
 
 def _image_name(index: int) -> str:
@@ -240,7 +241,7 @@ def ensure_images(mat, mat_path: Path, split: str, folder: Path) -> Path:
         pass
     for i in range(source["count"]):
         _write_png(folder / _image_name(i), _as_rgb_uint8(mat.image(key, i), mat_path, i))
-    manifest.write_text(json.dumps(source, indent=1))
+    fileio.write_text(manifest, json.dumps(source, indent=1))
     return folder
 
 
@@ -303,40 +304,51 @@ def read_split(mat_path: Path, split: str, on_error: str = "raise", cache: str |
     return out
 
 
-def load(path, split: str | None = None, on_error: str = "raise", allow_partial: bool = False, options=None) -> SampleList:
-    """Read COFW faces of a split ("train", "test"; None or "all": every split present)."""
-    check_on_error(on_error)
-    options = options or {}
-    files = _files(Path(path))
-    if split in (None, "all"):
-        wanted = list(files)
-    elif split in SUFFIX:
-        if split not in files:
-            raise DataError(path, f"COFW split {split!r} not found here (available: {', '.join(files)})")
-        wanted = [split]
-    else:
-        raise DataError(path, f"unknown COFW split {split!r}; known: train, test")
-    out = SampleList()
-    for name in wanted:
-        faces = read_split(files[name], name, on_error, options.get("cache"))
-        out.extend(faces)
-        out.skipped.extend(faces.skipped)
-    return require_nonempty(out, path, f"COFW split {split or 'all'!r}")
+@FORMATS.register("cofw")
+class COFWFormat(DatasetFormat):
+    """COFW .mat files (v7.3 or v5), 1-based (see the module doc)."""
 
+    name = "cofw"
+    default_splits = ("train", None, "test")  # validation: held out of train
+    options = frozenset({"cache"})
 
-def splits(path, options=None) -> dict[str, int]:
-    """Faces per split present (reads only the array shapes)."""
-    counts = {}
-    for split, mat_path in _files(Path(path)).items():
-        mat = open_mat(mat_path)
-        try:
-            phis, _ = _annotations(mat, mat_path, split)
-            counts[split] = phis.shape[0]
-        finally:
-            mat.close()
-    return counts
+    def guess(self, path: Path) -> bool:
+        if path.suffix.lower() == ".mat":
+            return True
+        return path.is_dir() and any(path.glob("COFW_*.mat"))
 
+    def load(self, path, split: str | None = None, on_error: str = "raise", allow_partial: bool = False, options=None) -> SampleList:
+        """Read COFW faces of a split ("train", "test"; None or "all": every split present)."""
+        check_on_error(on_error)
+        options = options or {}
+        files = _files(Path(path))
+        if split in (None, "all"):
+            wanted = list(files)
+        elif split in SUFFIX:
+            if split not in files:
+                raise DataError(path, f"COFW split {split!r} not found here (available: {', '.join(files)})")
+            wanted = [split]
+        else:
+            raise DataError(path, f"unknown COFW split {split!r}; known: train, test")
+        out = SampleList()
+        for name in wanted:
+            faces = read_split(files[name], name, on_error, options.get("cache"))
+            out.extend(faces)
+            out.skipped.extend(faces.skipped)
+        return require_nonempty(out, path, f"COFW split {split or 'all'!r}")
 
-def unavailable(path, options=None) -> dict[str, str]:
-    files = _files(Path(path))
-    return {split: "not in the given file(s)" for split in SUFFIX if split not in files}
+    def splits(self, path, options=None) -> dict[str, int]:
+        """Faces per split present (reads only the array shapes)."""
+        counts = {}
+        for split, mat_path in _files(Path(path)).items():
+            mat = open_mat(mat_path)
+            try:
+                phis, _ = _annotations(mat, mat_path, split)
+                counts[split] = phis.shape[0]
+            finally:
+                mat.close()
+        return counts
+
+    def unavailable(self, path, options=None) -> dict[str, str]:
+        files = _files(Path(path))
+        return {split: "not in the given file(s)" for split in SUFFIX if split not in files}

@@ -24,7 +24,11 @@ else the built-in scheme with that many points (68 -> 300w, 98 -> wflw, 29 -> co
 19 -> aflw, 5 -> 5pt). A row scheme that contradicts the option is an error.
 
 Splits: the values of the `split` column/field. "all" (or split=None) means every face,
-including faces without a split.
+including faces without a split. Without a config, training uses the splits named
+train, val and test. A path ending in .csv, .jsonl or .ndjson is recognised without
+the "csv:"/"jsonl:" prefix.
+
+Writers (`write_csv`, `write_jsonl`) write atomically and are the readers' inverse.
 """
 
 from __future__ import annotations
@@ -37,9 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-from facemarks import schemes
+from facemarks import fileio, schemes
+from facemarks.data.formats.base import DatasetFormat
 from facemarks.data.sample import Sample, SampleList, add_face, check_landmarks, check_on_error, landmark_box, require_image, require_nonempty, resolve_inside
 from facemarks.errors import DataError
+from facemarks.registry import FORMATS
 
 BOX_COLUMNS = ("box_x0", "box_y0", "box_x1", "box_y1")
 OPTIONAL_COLUMNS = ("split", "scheme", "subset")
@@ -208,23 +214,32 @@ def _read_csv_all(path: Path, on_error: str, options: dict) -> SampleList:
     return out
 
 
-def load_csv(path, split: str | None = None, on_error: str = "raise", allow_partial: bool = False, options=None) -> SampleList:
-    check_on_error(on_error)
-    path = Path(path)
-    return _select(_read_csv_all(path, on_error, options or {}), split, path, "CSV file")
+@FORMATS.register("csv")
+class CSVFormat(DatasetFormat):
+    """A CSV table, 0-based (see the module doc)."""
 
+    name = "csv"
+    options = frozenset({"scheme"})
 
-def splits_csv(path, options=None) -> dict[str, int]:
-    path = Path(path)
-    rows = list(csv.reader(io.StringIO(_read_text(path), newline="")))
-    header = [h.strip() for h in (rows[0] if rows else [])]
-    _csv_layout(header, path)
-    column = header.index("split") if "split" in header else None
-    values = []
-    for cells in rows[1:]:
-        if any(c.strip() for c in cells):
-            values.append(cells[column].strip() or None if column is not None and column < len(cells) else None)
-    return _split_counts(values)
+    def guess(self, path: Path) -> bool:
+        return path.suffix.lower() == ".csv"
+
+    def load(self, path, split: str | None = None, on_error: str = "raise", allow_partial: bool = False, options=None) -> SampleList:
+        check_on_error(on_error)
+        path = Path(path)
+        return _select(_read_csv_all(path, on_error, options or {}), split, path, "CSV file")
+
+    def splits(self, path, options=None) -> dict[str, int]:
+        path = Path(path)
+        rows = list(csv.reader(io.StringIO(_read_text(path), newline="")))
+        header = [h.strip() for h in (rows[0] if rows else [])]
+        _csv_layout(header, path)
+        column = header.index("split") if "split" in header else None
+        values = []
+        for cells in rows[1:]:
+            if any(c.strip() for c in cells):
+                values.append(cells[column].strip() or None if column is not None and column < len(cells) else None)
+        return _split_counts(values)
 
 
 def write_csv(samples, path) -> Path:
@@ -236,8 +251,8 @@ def write_csv(samples, path) -> Path:
         raise ValueError("write_csv: no samples")
     n = len(samples[0].landmarks)
     header = ["image"] + [f"{a}{i}" for i in range(n) for a in ("x", "y")] + list(BOX_COLUMNS) + ["split", "scheme", "subset"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    path.parent.mkdir(parents=True, exist_ok=True)  # before _relative resolves the folder
+    with fileio.atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(header)
         for s in samples:
@@ -326,34 +341,43 @@ def _jsonl_lines(path: Path):
             yield number, text
 
 
-def load_jsonl(path, split: str | None = None, on_error: str = "raise", allow_partial: bool = False, options=None) -> SampleList:
-    check_on_error(on_error)
-    path = Path(path)
-    out = SampleList()
-    for number, text in _jsonl_lines(path):
-        add_face(out, on_error, lambda t=text, n=number: _jsonl_face(t, path.parent, path, n, options or {}))
-    return _select(out, split, path, "JSON-lines file")
+@FORMATS.register("jsonl")
+class JSONLinesFormat(DatasetFormat):
+    """JSON lines, 0-based (see the module doc)."""
 
+    name = "jsonl"
+    options = frozenset({"scheme"})
 
-def splits_jsonl(path, options=None) -> dict[str, int]:
-    """Records per split value (lines are counted, not validated)."""
-    path = Path(path)
-    values = []
-    for _, text in _jsonl_lines(path):
-        try:
-            record = json.loads(text)
-        except ValueError:
-            record = None  # counted under "all"; load() reports the line
-        split = record.get("split") if isinstance(record, dict) else None
-        values.append(split if isinstance(split, str) and split else None)
-    return _split_counts(values)
+    def guess(self, path: Path) -> bool:
+        return path.suffix.lower() in (".jsonl", ".ndjson")
+
+    def load(self, path, split: str | None = None, on_error: str = "raise", allow_partial: bool = False, options=None) -> SampleList:
+        check_on_error(on_error)
+        path = Path(path)
+        out = SampleList()
+        for number, text in _jsonl_lines(path):
+            add_face(out, on_error, lambda t=text, n=number: _jsonl_face(t, path.parent, path, n, options or {}))
+        return _select(out, split, path, "JSON-lines file")
+
+    def splits(self, path, options=None) -> dict[str, int]:
+        """Records per split value (lines are counted, not validated)."""
+        path = Path(path)
+        values = []
+        for _, text in _jsonl_lines(path):
+            try:
+                record = json.loads(text)
+            except ValueError:
+                record = None  # counted under "all"; load() reports the line
+            split = record.get("split") if isinstance(record, dict) else None
+            values.append(split if isinstance(split, str) and split else None)
+        return _split_counts(values)
 
 
 def write_jsonl(samples, path) -> Path:
     """Write samples as a facemarks JSON-lines file (landmarks as [[x, y], ...]); image
     paths inside the file's folder are written relative to it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)  # before _relative resolves the folder
     lines = []
     for s in samples:
         attributes = {k: v for k, v in s.attributes.items() if k != "split"}
@@ -370,7 +394,5 @@ def write_jsonl(samples, path) -> Path:
         if attributes:
             record["attributes"] = attributes
         lines.append(json.dumps(record))
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    fileio.write_text(path, "\n".join(lines) + "\n")
     return path

@@ -14,7 +14,9 @@ and each folder by its name ("afw", "helen/testset", ...; any other sub-folder o
 is accepted as a split too, read recursively). A split whose folders are all missing is
 an error; a split with some folders missing is an error unless allow_partial=True.
 If DIR holds none of the standard folders, it is read as one collection of `.pts`
-files (recursively) under the split name "all".
+files (recursively) under the split name "all". Without a config, training uses
+train (with a validation part held out of it) and tests on common.
+A folder is recognised as 300W (spec without "300w:") when it holds `.pts` files.
 
 Box = landmark extent; Sample.subset = the folder (e.g. "helen/testset").
 """
@@ -26,8 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from facemarks import fileio
+from facemarks.data.formats.base import DatasetFormat
 from facemarks.data.sample import Sample, SampleList, add_face, check_landmarks, check_on_error, landmark_box, require_nonempty
 from facemarks.errors import DataError
+from facemarks.registry import FORMATS
 
 NUM_POINTS = 68
 IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".JPG", ".PNG", ".JPEG")
@@ -107,7 +112,7 @@ def write_pts(path, landmarks) -> None:
     """Write 0-based pixel-centre landmarks (N, 2) as a 1-based `.pts` file."""
     pts = np.asarray(landmarks, dtype=np.float64) + 1.0
     rows = "\n".join(f"{x:.6f} {y:.6f}" for x, y in pts)
-    Path(path).write_text(f"version: 1\nn_points:  {len(pts)}\n{{\n{rows}\n}}\n", encoding="utf-8")
+    fileio.write_text(path, f"version: 1\nn_points:  {len(pts)}\n{{\n{rows}\n}}\n")
 
 
 def find_image(pts_path: Path) -> Path | None:
@@ -186,44 +191,52 @@ def _folders_for_split(root: Path, split: str | None, allow_partial: bool) -> li
     return [folder]
 
 
-def load(root, split: str | None = None, on_error: str = "raise", allow_partial: bool = False, options=None) -> SampleList:
-    """Read the faces of a 300W split (None or "all": every face present)."""
-    check_on_error(on_error)
-    root = Path(root)
-    _check_root(root)
-    out = SampleList()
-    for folder in _folders_for_split(root, split, allow_partial):
-        for pts_path in _pts_files(root / folder):
-            # subset = the folder holding the face, relative to the root ("helen/testset").
-            subset = pts_path.parent.relative_to(root).as_posix()
-            add_face(out, on_error, lambda p=pts_path, s=("all" if subset == "." else subset): read_face(p, s))
-    return require_nonempty(out, root, f"300W split {split or 'all'!r}")
+@FORMATS.register("300w")
+class W300Format(DatasetFormat):
+    """300W folders of images with 1-based `.pts` files (see the module doc)."""
 
+    name = "300w"
+    default_splits = ("train", None, "common")  # validation: held out of train
 
-def splits(root, options=None) -> dict[str, int]:
-    """Faces (= `.pts` files, not yet validated) per available split: the complete
-    standard splits and every folder present."""
-    root = Path(root)
-    _check_root(root)
-    if _is_flat(root):
-        return {"all": len(_pts_files(root))}
-    per_folder = {f: len(_pts_files(root / f)) for f in FOLDERS if _present(root, f)}
-    counts = {}
-    for name, folders in SPLITS.items():
-        if all(f in per_folder for f in folders):
-            counts[name] = sum(per_folder[f] for f in folders)
-    counts.update(per_folder)
-    return counts
+    def guess(self, path: Path) -> bool:
+        return path.is_dir() and any(path.rglob("*.pts"))
 
+    def load(self, root, split: str | None = None, on_error: str = "raise", allow_partial: bool = False, options=None) -> SampleList:
+        """Read the faces of a 300W split (None or "all": every face present)."""
+        check_on_error(on_error)
+        root = Path(root)
+        _check_root(root)
+        out = SampleList()
+        for folder in _folders_for_split(root, split, allow_partial):
+            for pts_path in _pts_files(root / folder):
+                # subset = the folder holding the face, relative to the root ("helen/testset").
+                subset = pts_path.parent.relative_to(root).as_posix()
+                add_face(out, on_error, lambda p=pts_path, s=("all" if subset == "." else subset): read_face(p, s))
+        return require_nonempty(out, root, f"300W split {split or 'all'!r}")
 
-def unavailable(root, options=None) -> dict[str, str]:
-    """Standard splits that cannot be formed, with the reason (for `facemarks data info`)."""
-    root = Path(root)
-    if _is_flat(root):
-        return {}
-    reasons = {}
-    for name, folders in SPLITS.items():
-        missing = [f for f in folders if not _present(root, f)]
-        if missing:
-            reasons[name] = f"missing {', '.join(missing)}"
-    return reasons
+    def splits(self, root, options=None) -> dict[str, int]:
+        """Faces (= `.pts` files, not yet validated) per available split: the complete
+        standard splits and every folder present."""
+        root = Path(root)
+        _check_root(root)
+        if _is_flat(root):
+            return {"all": len(_pts_files(root))}
+        per_folder = {f: len(_pts_files(root / f)) for f in FOLDERS if _present(root, f)}
+        counts = {}
+        for name, folders in SPLITS.items():
+            if all(f in per_folder for f in folders):
+                counts[name] = sum(per_folder[f] for f in folders)
+        counts.update(per_folder)
+        return counts
+
+    def unavailable(self, root, options=None) -> dict[str, str]:
+        """Standard splits that cannot be formed, with the reason (for `facemarks data info`)."""
+        root = Path(root)
+        if _is_flat(root):
+            return {}
+        reasons = {}
+        for name, folders in SPLITS.items():
+            missing = [f for f in folders if not _present(root, f)]
+            if missing:
+                reasons[name] = f"missing {', '.join(missing)}"
+        return reasons

@@ -14,7 +14,9 @@ occlusion, blur (the test faces whose matching flag is 1; "pose" and "make-up" a
 accepted as aliases). If the test file is absent but a subset list is present, that
 subset is read from its list (box = landmark extent, the one flag set).
 Sample.attributes: pose, expression, illumination, makeup, occlusion, blur (0/1).
-Sample.subset: "train" or "test".
+Sample.subset: "train" or "test". Without a config, training uses train (with a
+validation part held out of it) and tests on test. A folder is recognised as WFLW (spec
+without "wflw:") when it holds WFLW_annotations/.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from facemarks.data.formats.base import DatasetFormat
 from facemarks.data.sample import Sample, SampleList, add_face, check_landmarks, check_on_error, landmark_box, require_image, require_nonempty, resolve_inside
 from facemarks.errors import DataError
+from facemarks.registry import FORMATS
 
 NUM_POINTS = 98
 ATTRIBUTES = ("pose", "expression", "illumination", "makeup", "occlusion", "blur")
@@ -153,69 +157,83 @@ def _canonical(split: str | None) -> str | None:
     return ALIASES.get(split, split)
 
 
-def load(root, split: str | None = None, on_error: str = "raise", allow_partial: bool = False, options=None) -> SampleList:
-    """Read the faces of a WFLW split (None or "all": train + test, whichever exist)."""
-    check_on_error(on_error)
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(root, "WFLW folder not found")
-    split = _canonical(split)
-    if split in (None, "all"):
-        parts = [p for p in ("train", "test") if attr_file(root, p).is_file()]
-        if not parts:
-            raise DataError(root / RECT_ATTR, "no list_98pt_rect_attr_train.txt or list_98pt_rect_attr_test.txt")
-        out = SampleList()
-        for part in parts:
-            faces = read_attr_file(attr_file(root, part), root, part, on_error)
-            out.extend(faces)
-            out.skipped.extend(faces.skipped)
-        return require_nonempty(out, root, "WFLW")
-    if split in ("train", "test"):
-        path = attr_file(root, split)
-        return require_nonempty(read_attr_file(path, root, split, on_error), path, f"WFLW split {split!r}")
-    if split in SUBSETS:
-        flag = SUBSETS[split]
-        test_file = attr_file(root, "test")
-        if test_file.is_file():
-            faces = read_attr_file(test_file, root, "test", on_error)
-            out = SampleList([s for s in faces if s.attributes[flag] == 1], faces.skipped)
-            return require_nonempty(out, test_file, f"WFLW test subset {split!r}")
-        list_file = subset_list_file(root, split)
-        if not list_file.is_file():
-            raise DataError(test_file, f"annotation file not found (nor the subset list {list_file})")
-        faces = read_subset_list(list_file, root, on_error)
-        for sample in faces:
-            sample.attributes = {name: int(name == flag) for name in ATTRIBUTES}
-        return require_nonempty(faces, list_file, f"WFLW test subset {split!r}")
-    known = ", ".join(["train", "test", *SUBSETS])
-    raise DataError(root, f"unknown WFLW split {split!r}; known: {known}")
+def read_test_subset(root: Path, split: str, on_error: str = "raise") -> SampleList:
+    """The test faces of a subset split ("blur", ...): from the test file by their flag,
+    else from the subset's own list (box = landmark extent, the one flag set)."""
+    flag = SUBSETS[split]
+    test_file = attr_file(root, "test")
+    if test_file.is_file():
+        faces = read_attr_file(test_file, root, "test", on_error)
+        out = SampleList([s for s in faces if s.attributes[flag] == 1], faces.skipped)
+        return require_nonempty(out, test_file, f"WFLW test subset {split!r}")
+    list_file = subset_list_file(root, split)
+    if not list_file.is_file():
+        raise DataError(test_file, f"annotation file not found (nor the subset list {list_file})")
+    faces = read_subset_list(list_file, root, on_error)
+    for sample in faces:
+        sample.attributes = {name: int(name == flag) for name in ATTRIBUTES}
+    return require_nonempty(faces, list_file, f"WFLW test subset {split!r}")
 
 
-def splits(root, options=None) -> dict[str, int]:
-    """Faces per available split (reads the annotation files, not the images)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(root, "WFLW folder not found")
-    counts: dict[str, int] = {}
-    flags_by_part = {}
-    for part in ("train", "test"):
-        path = attr_file(root, part)
-        if path.is_file():
-            flags = []
-            for _, line in _lines(path):
-                tokens = line.split()
-                flags.append(tokens[2 * NUM_POINTS + 4 : 2 * NUM_POINTS + 10])
-            counts[part] = len(flags)
-            flags_by_part[part] = flags
-    for split, flag in SUBSETS.items():
-        column = ATTRIBUTES.index(flag)
-        if "test" in flags_by_part:
-            counts[split] = sum(1 for f in flags_by_part["test"] if len(f) == 6 and f[column] == "1")
-        elif subset_list_file(root, split).is_file():
-            counts[split] = sum(1 for _ in _lines(subset_list_file(root, split)))
-    return counts
+@FORMATS.register("wflw")
+class WFLWFormat(DatasetFormat):
+    """WFLW annotation lists, 0-based (see the module doc)."""
 
+    name = "wflw"
+    default_splits = ("train", None, "test")  # validation: held out of train
 
-def unavailable(root, options=None) -> dict[str, str]:
-    root = Path(root)
-    return {part: f"missing {attr_file(root, part)}" for part in ("train", "test") if not attr_file(root, part).is_file()}
+    def guess(self, path: Path) -> bool:
+        return path.is_dir() and (path / ANNOTATIONS).is_dir()
+
+    def load(self, root, split: str | None = None, on_error: str = "raise", allow_partial: bool = False, options=None) -> SampleList:
+        """Read the faces of a WFLW split (None or "all": train + test, whichever exist)."""
+        check_on_error(on_error)
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(root, "WFLW folder not found")
+        split = _canonical(split)
+        if split in (None, "all"):
+            parts = [p for p in ("train", "test") if attr_file(root, p).is_file()]
+            if not parts:
+                raise DataError(root / RECT_ATTR, "no list_98pt_rect_attr_train.txt or list_98pt_rect_attr_test.txt")
+            out = SampleList()
+            for part in parts:
+                faces = read_attr_file(attr_file(root, part), root, part, on_error)
+                out.extend(faces)
+                out.skipped.extend(faces.skipped)
+            return require_nonempty(out, root, "WFLW")
+        if split in ("train", "test"):
+            path = attr_file(root, split)
+            return require_nonempty(read_attr_file(path, root, split, on_error), path, f"WFLW split {split!r}")
+        if split in SUBSETS:
+            return read_test_subset(root, split, on_error)
+        known = ", ".join(["train", "test", *SUBSETS])
+        raise DataError(root, f"unknown WFLW split {split!r}; known: {known}")
+
+    def splits(self, root, options=None) -> dict[str, int]:
+        """Faces per available split (reads the annotation files, not the images)."""
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(root, "WFLW folder not found")
+        counts: dict[str, int] = {}
+        flags_by_part = {}
+        for part in ("train", "test"):
+            path = attr_file(root, part)
+            if path.is_file():
+                flags = []
+                for _, line in _lines(path):
+                    tokens = line.split()
+                    flags.append(tokens[2 * NUM_POINTS + 4 : 2 * NUM_POINTS + 10])
+                counts[part] = len(flags)
+                flags_by_part[part] = flags
+        for split, flag in SUBSETS.items():
+            column = ATTRIBUTES.index(flag)
+            if "test" in flags_by_part:
+                counts[split] = sum(1 for f in flags_by_part["test"] if len(f) == 6 and f[column] == "1")
+            elif subset_list_file(root, split).is_file():
+                counts[split] = sum(1 for _ in _lines(subset_list_file(root, split)))
+        return counts
+
+    def unavailable(self, root, options=None) -> dict[str, str]:
+        root = Path(root)
+        return {part: f"missing {attr_file(root, part)}" for part in ("train", "test") if not attr_file(root, part).is_file()}
