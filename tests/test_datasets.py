@@ -16,8 +16,10 @@ import pytest
 from facemarks.data import formats as datasets
 from facemarks.cli import main
 from facemarks.data.formats import cofw, table, w300, wflw
+from facemarks.data.info import inspect_dataset
 from facemarks.data.sample import image_size
-from facemarks.errors import DataError
+from facemarks.errors import DataError, FacemarksError, UnknownNameError
+from facemarks.registry import FORMATS
 
 RNG = np.random.default_rng(0)
 
@@ -527,6 +529,82 @@ def test_cofw_bad_files(tmp_path):
     with pytest.raises(DataError) as info:
         datasets.load(f"cofw:{junk}")
     assert str(info.value).startswith(str(junk))
+
+
+# ---------------------------------------------------------------------------------------
+# The format registry: names, unknown names, standard splits, guessing, writers
+
+
+def test_registry_lists_exactly_the_formats():
+    assert FORMATS.names() == ["300w", "cofw", "csv", "jsonl", "synthetic", "wflw"]
+    for name in FORMATS.names():
+        reader = datasets.reader(name)
+        assert isinstance(reader, datasets.DatasetFormat) and reader.name == name
+        assert len(reader.default_splits) == 3 and isinstance(reader.options, frozenset)
+
+
+def test_unknown_format_name_lists_the_valid_ones(tmp_path, capsys):
+    with pytest.raises(UnknownNameError) as info:
+        datasets.load("nosuch:x")
+    assert isinstance(info.value, FacemarksError)
+    assert str(info.value) == "unknown dataset format 'nosuch'; valid: 300w, cofw, csv, jsonl, synthetic, wflw"
+    assert main(["data", "info", "nosuch:x"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "valid: 300w, cofw, csv, jsonl, synthetic, wflw" in err
+
+
+def test_default_splits_per_format(tmp_path):
+    assert datasets.default_splits("300w:/nowhere") == ("train", None, "common")
+    assert datasets.default_splits("wflw:/nowhere") == ("train", None, "test")
+    assert datasets.default_splits("cofw:/nowhere/COFW_test_color.mat") == ("train", None, "test")
+    assert datasets.default_splits("csv:/nowhere/faces.csv") == ("train", "val", "test")
+    assert datasets.default_splits(str(tmp_path / "faces.jsonl")) == ("train", "val", "test")  # guessed format
+    assert not (tmp_path / "faces.jsonl").exists()  # nothing is read or written
+
+
+def test_guess_format_of_small_folders(tmp_path):
+    make_300w_face(tmp_path / "w300" / "afw", "face")
+    make_wflw(tmp_path / "wflw", [wflw_line(RNG.uniform(0, 8, (98, 2)))])
+    assert datasets.guess_format(tmp_path / "w300") == "300w"
+    assert datasets.guess_format(tmp_path / "wflw") == "wflw"
+    assert datasets.guess_format(tmp_path / "faces.csv") == "csv" and datasets.guess_format(tmp_path / "x.mat") == "cofw"
+    assert datasets.guess_format(tmp_path / "w300" / "afw" / "face.jpg") is None
+    assert len(datasets.load(str(tmp_path / "w300"))) == 1 and len(datasets.load(str(tmp_path / "wflw"))) == 1
+    make_300w_face(tmp_path / "wflw" / "extra", "face")  # now both readers claim the folder
+    with pytest.raises(DataError, match="ambiguous dataset: looks like 300w and wflw"):
+        datasets.parse_spec(str(tmp_path / "wflw"))
+
+
+def test_guess_format_of_real_folders(data_300w, data_wflw):
+    assert datasets.guess_format(data_300w) == "300w" and datasets.guess_format(data_wflw) == "wflw"
+    assert not datasets.reader("wflw").guess(data_300w) and not datasets.reader("300w").guess(data_wflw)
+    assert len(datasets.load(str(data_300w), "common")) == 554
+    assert len(datasets.load(str(data_wflw), "test")) == 577
+
+
+def test_writers_are_atomic(tmp_path):
+    samples = [s for s in make_samples(tmp_path) if s.scheme == "300w"]
+    path = table.write_csv(samples, tmp_path / "out" / "faces.csv")
+    before = path.read_bytes()
+    bad = samples[:1] + [datasets.Sample(samples[0].image_path, np.zeros((5, 2)), np.zeros(4), "5pt")]
+    with pytest.raises(ValueError, match="same number of points"):
+        table.write_csv(bad, path)
+    assert path.read_bytes() == before and sorted(p.name for p in path.parent.iterdir()) == ["faces.csv"]
+    pts = tmp_path / "face.pts"
+    w300.write_pts(pts, samples[0].landmarks)
+    np.testing.assert_allclose(w300.read_pts(pts) - 1.0, samples[0].landmarks, atol=1e-6)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("face.pts")) == ["face.pts"]
+
+
+def test_inspect_dataset_counts_without_printing(tmp_path, capsys):
+    write_image(tmp_path / "a.png", height=10, width=10)
+    lines = [json.dumps({"image": "a.png", "landmarks": [1, 2, 3, 4, 5, 6, 7, 8, 12, 9], "split": "train"}), "{broken"]
+    (tmp_path / "faces.jsonl").write_text("\n".join(lines) + "\n")
+    info = inspect_dataset(f"jsonl:{tmp_path / 'faces.jsonl'}")
+    assert capsys.readouterr().out == ""
+    assert (info.faces, len(info.skipped), info.splits) == (1, 1, {"all": 2, "train": 1})
+    assert dict(info.problem_counts) == {"faces with points outside the image": 1, "points outside the image": 1, "bad annotations": 1}
+    assert info.problems[0].startswith(f"{tmp_path / 'faces.jsonl'}:2:")
 
 
 # ---------------------------------------------------------------------------------------
