@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -35,12 +36,10 @@ IBUG_FLIP = (
 )
 
 
-def clean_params(seed: int, index: int) -> dict:
+def clean_params(seed: int, index: int) -> synthetic.FaceParams:
     """A random face (pose, identity, expression, look) without occluder or degradation."""
     params = synthetic.sample_params(np.random.default_rng([seed, index]), S)
-    params["occluder"] = None
-    params["degrade"] = synthetic.neutral_params(S)["degrade"]
-    return params
+    return replace(params, occluder=None, degrade=synthetic.Degradation())
 
 
 def sample(image: np.ndarray, points) -> np.ndarray:
@@ -193,9 +192,9 @@ def test_pose_ranges_and_distribution():
     yaws, pitches, rolls = [], [], []
     for index in range(400):
         params = synthetic.sample_params(np.random.default_rng([11, index]))
-        yaws.append(params["yaw"])
-        pitches.append(params["pitch"])
-        rolls.append(params["roll"])
+        yaws.append(params.yaw)
+        pitches.append(params.pitch)
+        rolls.append(params.roll)
     for values, limit in ((yaws, 45.0), (pitches, 25.0), (rolls, 30.0)):
         values = np.abs(values)
         assert values.max() <= limit
@@ -207,18 +206,18 @@ def test_roll_yaw_pitch_move_the_points_as_documented():
     base = synthetic.neutral_params(S)
     _, frontal, _ = synthetic.render_face(base)
     # Roll: counter-clockwise in the image; the eye line turns by exactly the roll.
-    rolled = dict(base, roll=20.0)
+    rolled = replace(base, roll=20.0)
     _, pts, attrs = synthetic.render_face(rolled)
     angle = math.degrees(math.atan2(-(pts[45, 1] - pts[36, 1]), pts[45, 0] - pts[36, 0]))
     assert angle == pytest.approx(20.0, abs=0.05) and attrs["roll"] == 20.0
     # Yaw > 0: the nose tip moves towards image-right of the eye-corner midpoint.
-    _, pts, _ = synthetic.render_face(dict(base, yaw=30.0))
+    _, pts, _ = synthetic.render_face(replace(base, yaw=30.0))
     assert pts[30, 0] - 0.5 * (pts[36, 0] + pts[45, 0]) > 5.0
     assert abs(frontal[30, 0] - 0.5 * (frontal[36, 0] + frontal[45, 0])) < 0.05
     # The far side (image-right) is foreshortened more than the near side.
     assert (pts[16, 0] - pts[30, 0]) < (pts[30, 0] - pts[0, 0])
     # Pitch > 0 (face up): the nose tip rises towards the eyes relative to the chin.
-    _, up, _ = synthetic.render_face(dict(base, pitch=20.0))
+    _, up, _ = synthetic.render_face(replace(base, pitch=20.0))
 
     def nose_height(p):
         eyes = 0.5 * (p[36, 1] + p[45, 1])
@@ -260,8 +259,7 @@ def test_rolled_face_is_symmetric_about_its_midline_in_y():
     """The same check for the other image axis: rolled by 90 degrees (frontal light) the
     face's midline is horizontal."""
     params = synthetic.neutral_params(S)
-    params.update(roll=90.0, position=[0.37, 0.61])
-    params["light"] = dict(params["light"], elevation=0.0)
+    params = replace(params, roll=90.0, position=(0.37, 0.61), light=replace(params.light, elevation=0.0))
     image, pts, _ = synthetic.render_face(params)
     assert np.abs(pts[:, 0] - pts[IBUG_FLIP, 0]).max() < 0.02  # mirror pairs share x now
     midline = float(np.mean(pts[:, 1] + pts[IBUG_FLIP, 1]) / 2.0)
@@ -271,8 +269,7 @@ def test_rolled_face_is_symmetric_about_its_midline_in_y():
 def test_structure_moves_with_the_points():
     """Moving the face by a fraction of a pixel moves the picture by the same amount."""
     first_image, first, _ = synthetic.render_face(synthetic.neutral_params(S))
-    params = synthetic.neutral_params(S)
-    params["position"] = [0.5 - 0.004, 0.5 + 0.003]
+    params = replace(synthetic.neutral_params(S), position=(0.5 - 0.004, 0.5 + 0.003))
     second_image, second, _ = synthetic.render_face(params)
     shift = (second - first).mean(axis=0)
     assert np.abs(second - first - shift).max() < 1e-6 and np.abs(shift).min() > 0.2
@@ -305,7 +302,7 @@ def test_points_3d_have_plausible_depths():
 def test_expressions_move_the_right_points():
     base = synthetic.neutral_params(S)
     _, neutral, _ = synthetic.render_face(base)
-    open_mouth = dict(base, expression=dict(base["expression"], mouth_open=20.0))
+    open_mouth = replace(base, expression=replace(base.expression, mouth_open=20.0))
     _, opened, _ = synthetic.render_face(open_mouth)
     gap = lambda p: p[66, 1] - p[62, 1]  # noqa: E731
     assert gap(neutral) < 1.0 < 8.0 < gap(opened)
@@ -315,11 +312,11 @@ def test_expressions_move_the_right_points():
     assert head_open[8, 1] - head_neutral[8, 1] > 10.0
     assert head_open[57, 1] - head_neutral[57, 1] > 10.0
     assert np.abs(head_open[17:48] - head_neutral[17:48]).max() < 1e-3
-    closed = dict(base, expression=dict(base["expression"], eye_close=[1.0, 0.0]))
+    closed = replace(base, expression=replace(base.expression, eye_close=(1.0, 0.0)))
     _, shut, _ = synthetic.render_face(closed)
     assert np.abs(shut[[37, 38], 1] - shut[[41, 40], 1]).max() < 0.6  # left lids meet
     assert (shut[[46, 47], 1] - shut[[44, 43], 1]).min() > 2.0  # right eye still open
-    smile = dict(base, expression=dict(base["expression"], smile=1.0))
+    smile = replace(base, expression=replace(base.expression, smile=1.0))
     _, smiling, _ = synthetic.render_face(smile)
     assert smiling[48, 1] < neutral[48, 1] - 2.0 and smiling[54, 1] < neutral[54, 1] - 2.0
     assert smiling[54, 0] - smiling[48, 0] > neutral[54, 0] - neutral[48, 0]
@@ -373,8 +370,8 @@ def test_contour_points_lie_on_the_drawn_silhouette():
     )
     for yaw, pitch, points, on_background in cases:
         params = synthetic.neutral_params(S)
-        params.update(yaw=yaw, pitch=pitch)
-        params["light"] = dict(params["light"], ambient=1.0, diffuse=0.0, specular=0.0)
+        flat_light = replace(params.light, ambient=1.0, diffuse=0.0, specular=0.0)
+        params = replace(params, yaw=yaw, pitch=pitch, light=flat_light)
         image, pts, _ = synthetic.render_face(params)
         centre = pts[27:36].mean(axis=0)
         for j in points:
@@ -394,12 +391,11 @@ def test_occluders_are_flagged():
     flagged = 0
     for index in range(40):
         params = synthetic.sample_params(np.random.default_rng([5, index]))
-        if params["occluder"] is None:
+        if params.occluder is None:
             continue
-        params["degrade"] = synthetic.neutral_params(S)["degrade"]
+        params = replace(params, degrade=synthetic.Degradation())
         with_occluder, pts, attrs = synthetic.render_face(params)
-        params["occluder"] = None
-        without, _, plain = synthetic.render_face(params)
+        without, _, plain = synthetic.render_face(replace(params, occluder=None))
         assert plain["occluded"] == 0
         changed = np.abs(with_occluder.astype(int) - without.astype(int)).sum(axis=2) > 30
         ix = np.clip(np.round(pts).astype(int), 0, S - 1)

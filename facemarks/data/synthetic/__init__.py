@@ -49,7 +49,17 @@ Files (`render`)
     same parameters reuses the folder).
 """
 
-from facemarks.data.synthetic.params import neutral_params, sample_params
+from facemarks.data.synthetic.params import (
+    Degradation,
+    Expression,
+    FaceParams,
+    FaceShape,
+    Light,
+    Look,
+    Occluder,
+    neutral_params,
+    sample_params,
+)
 from facemarks.data.synthetic.render import VERSION, default_directory, ensure_rendered, generate_face, render, render_face, split_of
 from facemarks.data.synthetic.template import NUM_POINTS
 from facemarks.data.synthetic.warp import face_points_3d
@@ -66,4 +76,11 @@ __all__ = [
     "render_face",
     "face_points_3d",
     "split_of",
+    "FaceParams",
+    "FaceShape",
+    "Expression",
+    "Look",
+    "Light",
+    "Occluder",
+    "Degradation",
 ]

@@ -18,12 +18,12 @@ def _draw_eyes(canvas, params, camera, light, pts3, to4, skin):
     """Eyes at 4x: socket shadow, sclera in the lid outline, iris and pupil (a disc on the
     eyeball facing the gaze) clipped to it, lash line, lower lid line, lid crease."""
     lm4 = to4(camera.project(pts3))
-    expr = params["expression"]
-    look = params["look"]
+    expr = params.expression
+    look = params.look
     scale4 = camera.scale * _SS  # 4x pixels per mm (at the head origin)
     front = camera.to_camera(np.array([0.0, 0.0, 1.0]))
     brightness = float(light.shade(front[None])[0])
-    for idx, close in (([36, 37, 38, 39, 40, 41], expr["eye_close"][0]), ([42, 43, 44, 45, 46, 47], expr["eye_close"][1])):
+    for idx, close in (([36, 37, 38, 39, 40, 41], expr.eye_close[0]), ([42, 43, 44, 45, 46, 47], expr.eye_close[1])):
         e = lm4[idx]
         upper = _curve(e[[0, 1, 2, 3]], 6)
         lower = _curve(e[[3, 4, 5, 0]], 6)
@@ -36,18 +36,18 @@ def _draw_eyes(canvas, params, camera, light, pts3, to4, skin):
         _fill(canvas, opening, _colour(sclera))
         # Iris and pupil: a disc on the eyeball facing the gaze, clipped to the opening.
         width = np.linalg.norm(pts3[idx[3]] - pts3[idx[0]])
-        eye_c3 = pts3[idx].mean(axis=0) + np.array([expr["gaze"][0] * width, expr["gaze"][1] * width, 1.5])
-        gaze = _unit(np.array([expr["gaze"][0] * 1.5, expr["gaze"][1] * 1.5, 1.0]))
+        eye_c3 = pts3[idx].mean(axis=0) + np.array([expr.gaze[0] * width, expr.gaze[1] * width, 1.5])
+        gaze = _unit(np.array([expr.gaze[0] * 1.5, expr.gaze[1] * 1.5, 1.0]))
         a1 = _unit(np.cross([0.0, 1.0, 0.0], gaze))
         a2 = np.cross(gaze, a1)
         circle = _CIRCLE[:, :1] * a1 + _CIRCLE[:, 1:] * a2
         r_iris = 0.21 * width
         rings = to4(camera.project(eye_c3 + np.concatenate([r_iris * circle, 0.38 * r_iris * circle])))
         iris4, pupil4 = rings[: len(circle)], rings[len(circle):]
-        _clipped_iris(canvas, opening, iris4, pupil4, np.asarray(look["iris"]) * light.tint * brightness)
+        _clipped_iris(canvas, opening, iris4, pupil4, np.asarray(look.iris) * light.tint * brightness)
         # Lids: dark lash line on the upper lid, a faint lower lid line, a crease above.
         lash = max(1.0, 0.9 * scale4)
-        _polyline(canvas, upper, _colour(np.asarray(look["brow"]) * 0.5), lash * (1.0 + 0.6 * close))
+        _polyline(canvas, upper, _colour(np.asarray(look.brow) * 0.5), lash * (1.0 + 0.6 * close))
         _polyline(canvas, lower, _colour(skin * 0.55 * brightness), max(1.0, 0.45 * scale4))
         crease = upper + [0.0, -2.6 * scale4 * (1.0 - 0.5 * close)]
         _polyline(canvas, crease[2:-2], _colour(skin * 0.62 * brightness), max(1.0, 0.4 * scale4))
@@ -75,16 +75,16 @@ def _clipped_iris(canvas, opening, iris, pupil, iris_colour):
 
 
 def _draw_brows(canvas, params, camera, brows, to4):
-    look = params["look"]
-    colour = _colour(np.asarray(look["brow"]))
+    look = params.look
+    colour = _colour(np.asarray(look.brow))
     for top, bottom in (brows[:2], brows[2:]):
         poly = np.concatenate([to4(camera.project(top)), to4(camera.project(bottom))[::-1]])
-        _blend_poly(canvas, poly, colour, look["brow_density"])
+        _blend_poly(canvas, poly, colour, look.brow_density)
 
 
 def _draw_mouth(canvas, params, light, lm4, skin):
-    look = params["look"]
-    lips = np.asarray(look["lips"]) * light.tint
+    look = params.look
+    lips = np.asarray(look.lips) * light.tint
     brightness = light.ambient + 0.7 * light.diffuse
     outer_top = _curve(lm4[[48, 49, 50, 51, 52, 53, 54]], 5)
     outer_bottom = _curve(lm4[[54, 55, 56, 57, 58, 59, 48]], 5)
@@ -116,7 +116,7 @@ def _draw_mouth(canvas, params, light, lm4, skin):
 
 def _draw_folds(canvas, params, lm4, skin, light):
     """Nasolabial folds of a smile: faint dark curves from the nose wings past the mouth corners."""
-    amount = params["expression"]["smile"]
+    amount = params.expression.smile
     scale = np.linalg.norm(lm4[54] - lm4[48]) / 55.0
     for wing, corner, sign in ((31, 48, -1.0), (35, 54, 1.0)):
         start = lm4[wing] + [sign * 3.0 * scale, -3.0 * scale]

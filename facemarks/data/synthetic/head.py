@@ -78,8 +78,8 @@ def _hairline(theta, look):
     """Template y of the hairline at ring angle theta (radians): the forehead line, down
     the temples to the sideburns, up over the ears, down to the nape at the back."""
     deg = np.abs(np.degrees(theta))
-    front = look["hairline"] + 8.0 * (np.minimum(deg, 55.0) / 55.0) ** 2
-    side = look["hair_sides"]
+    front = look.hairline + 8.0 * (np.minimum(deg, 55.0) / 55.0) ** 2
+    side = look.hair_sides
     limit = np.interp(deg, [0.0, 55.0, 92.0], [0.0, 0.0, 1.0])
     line = front + (side - front) * limit
     line = line - np.exp(-(((deg - 120.0) / 14.0) ** 2)) * max(0.0, side + 8.0)  # above the ear
@@ -105,7 +105,7 @@ def _head_template(rho, theta, look):
     z_back = zc + bb * c
     z = np.where(front, z_front, z_back)
     p = np.stack([x, y, z], axis=-1)
-    volume = look["hair_volume"]
+    volume = look.hair_volume
     if volume > 0:
         # Thickens over 20 mm above the hairline; thin at ear level, where the contour
         # search of the lower head runs.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from facemarks.data.synthetic.head import _hair_distance, _head_template, _nose_template, _row_params, _surface_z, _template_points
@@ -28,7 +30,7 @@ def _surface_and_normals(rho, theta, params, eps=1e-3):
     rho, theta = np.broadcast_arrays(np.asarray(rho, dtype=np.float64), np.asarray(theta, dtype=np.float64))
     r = np.stack([rho, rho, rho + eps])
     t = np.stack([theta, theta + eps, theta])
-    p = _warp(_head_template(r, t, params["look"]), params["shape"], params["expression"])
+    p = _warp(_head_template(r, t, params.look), params.shape, params.expression)
     return p[0], np.cross(p[1] - p[0], p[2] - p[0])
 
 
@@ -123,7 +125,7 @@ def _silhouettes(params, camera, mesh, dense=9):
         pos_b, _ = _first_crossing(f_b, np.array([len(th_b) - 1]))
         angles[b] = _refine_roots(th_b[None], f_b, pos_b)[0]
     jaw_angles = np.clip(angles, -np.pi / 2, np.pi / 2)  # beyond the rim -> the rim
-    look, shape, expr = params["look"], params["shape"], params["expression"]
+    look, shape, expr = params.look, params.shape, params.expression
     exact = _warp(_head_template(np.concatenate([rho_s, rho_s]), np.concatenate([angles, jaw_angles]), look), shape, expr)
     outline[rows_s, side_s] = exact[: len(rows_s)]
     jaw_side = exact[len(rows_s):].reshape(2, -1, 3)  # [left, right] x points 0..7 / 16..9
@@ -142,32 +144,41 @@ def _brow_templates(look):
         inner_first = idx[0] == 22
         s = np.linspace(0.0, 1.0, len(top))
         inner = (1.0 - s) if inner_first else s  # 1 at the inner end
-        thick = look["brow_thickness"] * (0.45 + 0.75 * inner**0.7)
+        thick = look.brow_thickness * (0.45 + 0.75 * inner**0.7)
         bottom = top + np.stack([1.5 * (2 * inner_first - 1) * inner, thick], axis=1)
         for edge in (top, bottom):
             out.append(np.stack([edge[:, 0], edge[:, 1], _surface_z(edge[:, 0], edge[:, 1])], axis=1))
     return out
 
 
-def _build_geometry(params) -> dict:
-    """Every 3-D thing of a face, warped by its identity and expression in one go.
+@dataclass
+class HeadGeometry:
+    """Every 3-D thing of a face in its head frame (mm), warped by identity and expression."""
 
-    mesh (R, C, 3), mesh_template, hair (signed hairline distance per vertex), valid
-    (quads that exist), nose (nose mesh), points (68, 3; jaw on the rim, eyes closed as
-    asked), brows [top, bottom] x 2, nostrils (2, K, 3).
-    """
-    look, shape = params["look"], params["shape"]
+    mesh: np.ndarray  # (R, C, 3) head rings
+    mesh_template: np.ndarray  # (R, C, 3) the same before the warp
+    hair: np.ndarray  # (R, C) signed template distance below the hairline (< 0: hair)
+    valid: np.ndarray  # (R - 1, C - 1) quads that exist (no back half below the ears)
+    nose: np.ndarray  # (rows, cols, 3) nose mesh
+    points: np.ndarray  # (68, 3) jaw on the rim, eyes closed as asked
+    nostrils: np.ndarray  # (2, K, 3) nostril outlines
+    brows: list  # [top, bottom] edges of the image-left brow, then of the image-right one
+
+
+def _build_geometry(params) -> HeadGeometry:
+    """The geometry of a face: all parts warped in one go (one call on stacked points)."""
+    look, shape = params.look, params.shape
     theta, n_back = _ring_thetas()
     mesh_t = _head_template(_MESH_ROWS[:, None], theta[None, :], look)
     tau = np.linspace(0.0, 1.0, _NOSE_ROWS + 1)
     u = np.linspace(-1.0, 1.0, _NOSE_COLS + 1)
-    nose_t = _nose_template(tau[:, None], u[None, :], shape["nose_height"])
+    nose_t = _nose_template(tau[:, None], u[None, :], shape.nose_height)
     phi = np.linspace(0, 2 * np.pi, 14, endpoint=False)
     n_tau = 0.935 + 0.045 * np.sin(phi)
     n_u = 0.47 + 0.2 * np.cos(phi)
-    nostril_t = _nose_template(np.stack([n_tau, n_tau]), np.stack([-n_u, n_u]), shape["nose_height"])
-    parts = [mesh_t, nose_t, _template_points(shape["nose_height"]), nostril_t] + _brow_templates(look)
-    flat = _warp(np.concatenate([p.reshape(-1, 3) for p in parts]), shape, params["expression"])
+    nostril_t = _nose_template(np.stack([n_tau, n_tau]), np.stack([-n_u, n_u]), shape.nose_height)
+    parts = [mesh_t, nose_t, _template_points(shape.nose_height), nostril_t] + _brow_templates(look)
+    flat = _warp(np.concatenate([p.reshape(-1, 3) for p in parts]), shape, params.expression)
     warped = []
     start = 0
     for p in parts:
@@ -178,13 +189,13 @@ def _build_geometry(params) -> dict:
     back_cols = np.zeros(len(theta) - 1, dtype=bool)
     back_cols[:n_back] = True
     back_cols[n_back + _FRONT_STEPS:] = True
-    return {
-        "mesh": warped[0],
-        "mesh_template": mesh_t,
-        "hair": _hair_distance(y_rows[:, None], theta[None, :], look),
-        "valid": ~back_cols[None, :] | (has_back[:-1, None] & has_back[1:, None]),
-        "nose": warped[1],
-        "points": _close_eyes(warped[2], params["expression"]["eye_close"]),
-        "nostrils": warped[3],
-        "brows": warped[4:],
-    }
+    return HeadGeometry(
+        mesh=warped[0],
+        mesh_template=mesh_t,
+        hair=_hair_distance(y_rows[:, None], theta[None, :], look),
+        valid=~back_cols[None, :] | (has_back[:-1, None] & has_back[1:, None]),
+        nose=warped[1],
+        points=_close_eyes(warped[2], params.expression.eye_close),
+        nostrils=warped[3],
+        brows=warped[4:],
+    )

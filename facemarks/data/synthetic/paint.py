@@ -16,8 +16,8 @@ def _draw_head(image, params, camera, light, geo, left, right, landmarks, tex_rn
     at 4x in their box and averaged back into it; then composited at 1x through the
     coverage of the exact outline (computed at 4x), with ears behind or in front."""
     size = image.shape[0]
-    skin = np.asarray(params["look"]["skin"]) * light.tint
-    mesh, nose, pts3 = geo["mesh"], geo["nose"], geo["points"]
+    skin = np.asarray(params.look.skin) * light.tint
+    mesh, nose, pts3 = geo.mesh, geo.nose, geo.points
     uv_mesh = camera.project(mesh)
     upper = uv_mesh[: len(_MESH_UPPER) + 1].reshape(-1, 2)  # crown down to the first jaw ring
     upper_hull = upper[cv2.convexHull(upper.astype(np.float32), returnPoints=False).ravel()]
@@ -45,7 +45,7 @@ def _draw_head(image, params, camera, light, geo, left, right, landmarks, tex_rn
 
     # --- features at 4x inside their own box, averaged back into the layer ---
     nose_uv = camera.project(nose)
-    feature_pts = np.concatenate([landmarks[17:], nose_uv.reshape(-1, 2)] + [camera.project(b) for b in geo["brows"]])
+    feature_pts = np.concatenate([landmarks[17:], nose_uv.reshape(-1, 2)] + [camera.project(b) for b in geo.brows])
     fx0 = int(np.clip(np.floor(feature_pts[:, 0].min()) - 4 - x0, 0, w))
     fy0 = int(np.clip(np.floor(feature_pts[:, 1].min()) - 4 - y0, 0, h))
     fx1 = int(np.clip(np.ceil(feature_pts[:, 0].max()) + 5 - x0, 0, w))
@@ -59,16 +59,16 @@ def _draw_head(image, params, camera, light, geo, left, right, landmarks, tex_rn
         box = layer[fy0:fy1, fx0:fx1]
         canvas = cv2.resize(box, ((fx1 - fx0) * _SS, (fy1 - fy0) * _SS), interpolation=cv2.INTER_LINEAR)
         _draw_eyes(canvas, params, camera, light, pts3, to4, skin)
-        _draw_brows(canvas, params, camera, geo["brows"], to4)
+        _draw_brows(canvas, params, camera, geo.brows, to4)
         _draw_mouth(canvas, params, light, to4(landmarks), skin)
-        if params["expression"]["smile"] > 0.3:
+        if params.expression.smile > 0.3:
             _draw_folds(canvas, params, to4(landmarks), skin, light)
         cam_nose = camera.to_camera(nose)
         n_normals = _quad_normals(cam_nose)
         n_colours = skin[None, None, :] * light.shade(n_normals)[..., None] * _skin_texture(n_normals.shape[:2] + (1,), tex_rng, 0.01)
         n_colours = n_colours + light.highlight(n_normals, 30.0)[..., None] * 255.0 * 1.3
         _draw_quads(canvas, to4(nose_uv), cam_nose, n_colours)
-        _draw_nostrils(canvas, camera, geo["nostrils"], to4, skin)
+        _draw_nostrils(canvas, camera, geo.nostrils, to4, skin)
         box[:] = cv2.resize(canvas, (fx1 - fx0, fy1 - fy0), interpolation=cv2.INTER_AREA)
 
     # --- composite at 1x with coverages computed at 4x: far ears, the head through its
@@ -115,7 +115,7 @@ def _composite_ear(region, poly, skin, light):
 
 def _ear_polygons(params, camera):
     """Each ear: (outline in image pixels, how much it faces the camera)."""
-    fw = params["shape"]["face_width"]
+    fw = params.shape.face_width
     phi = np.linspace(0.0, 2.0 * np.pi, 20, endpoint=False)
     v = 19.0 - 27.0 * np.cos(phi) * np.where(np.cos(phi) > 0, 1.0, 0.95)  # vertical, lobe at the bottom
     u = 13.0 + 13.0 * np.sin(phi) * np.where(np.cos(phi) > 0, 0.75, 1.0)  # along the ear

@@ -15,7 +15,7 @@ import numpy as np
 from facemarks.data.synthetic.camera import _Camera
 from facemarks.data.synthetic.mesh import _build_geometry, _silhouettes
 from facemarks.data.synthetic.paint import _draw_head
-from facemarks.data.synthetic.params import sample_params
+from facemarks.data.synthetic.params import FaceParams, sample_params
 from facemarks.data.synthetic.scene import _background, _degrade, _draw_body, _draw_glasses, _draw_occluder
 from facemarks.data.synthetic.shading import _Light
 from facemarks.errors import DataError
@@ -27,38 +27,38 @@ SPLIT_NAMES = ("train", "val", "test")
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
-def render_face(params: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+def render_face(params: FaceParams) -> tuple[np.ndarray, np.ndarray, dict]:
     """Render one face -> (RGB uint8 image (S, S, 3), landmarks (68, 2) float64 0-based
     pixel-centre, attributes {"yaw", "pitch", "roll", "occluded"})."""
-    size = params["image_size"]
-    look = params["look"]
-    camera = _Camera(params["yaw"], params["pitch"], params["roll"], params["distance"])
-    light = _Light(params["light"])
-    tex_rng = np.random.default_rng(look["texture_seed"])
+    size = params.image_size
+    look = params.look
+    camera = _Camera(params.yaw, params.pitch, params.roll, params.distance)
+    light = _Light(params.light)
+    tex_rng = np.random.default_rng(look.texture_seed)
 
     geo = _build_geometry(params)
-    pts3 = geo["points"]
-    left, right, jaw = _silhouettes(params, camera, geo["mesh"])
+    pts3 = geo.points
+    left, right, jaw = _silhouettes(params, camera, geo.mesh)
     pts3[:17] = jaw
 
     # Scale (a frontal jaw width of face_px pixels) and position (box inside the image).
-    camera.scale = params["face_px"] / (2.0 * 72.0 * params["shape"]["face_width"])
+    camera.scale = params.face_px / (2.0 * 72.0 * params.shape.face_width)
     uv = camera.project(pts3)
     lo, hi = uv.min(axis=0), uv.max(axis=0)
     margin = 3.0
     room = (size - 1 - 2 * margin) - (hi - lo)
-    start = margin + np.maximum(room, 0.0) * np.asarray(params["position"]) + np.minimum(room, 0.0) * 0.5
+    start = margin + np.maximum(room, 0.0) * np.asarray(params.position) + np.minimum(room, 0.0) * 0.5
     camera.shift = start - lo
     landmarks = camera.project(pts3)
 
     image = _background(params, size)
     _draw_body(image, params, camera, light)
     _draw_head(image, params, camera, light, geo, left, right, landmarks, tex_rng)
-    if look["glasses"]:
+    if look.glasses:
         _draw_glasses(image, params, camera, pts3)
     occluded = _draw_occluder(image, params, landmarks)
     image = _degrade(image, params)
-    attributes = {"yaw": round(params["yaw"], 3), "pitch": round(params["pitch"], 3), "roll": round(params["roll"], 3),
+    attributes = {"yaw": round(params.yaw, 3), "pitch": round(params.pitch, 3), "roll": round(params.roll, 3),
                   "occluded": int(occluded)}
     return image, landmarks, attributes
 

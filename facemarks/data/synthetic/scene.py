@@ -11,7 +11,7 @@ from facemarks.data.synthetic.raster import _SHIFT, _blend, _colour, _to_fixed
 
 
 def _background(params, size) -> np.ndarray:
-    seed = params["background_seed"]
+    seed = params.background_seed
     if seed < 0:
         return np.full((size, size, 3), 128, np.uint8)
     rng = np.random.default_rng(seed)
@@ -53,12 +53,12 @@ def _background(params, size) -> np.ndarray:
 
 def _draw_body(image, params, camera, light):
     """Long hair behind the head, shoulders and neck (behind the head; 1x, anti-aliased)."""
-    look = params["look"]
-    fw = params["shape"]["face_width"]
+    look = params.look
+    fw = params.shape.face_width
     size = image.shape[0]
-    hair = np.asarray(look["hair"])
-    if look["long_hair"] > 0:
-        length = look["long_hair"]
+    hair = np.asarray(look.hair)
+    if look.long_hair > 0:
+        length = look.long_hair
         phi = np.linspace(0, np.pi, 15)
         top = np.stack([-np.cos(phi) * 88 * fw, -40 - 80 * np.sin(phi), np.full_like(phi, -95.0)], axis=1)
         bottom = np.array([[95 * fw, length, -100.0], [60 * fw, length + 15, -100.0],
@@ -66,7 +66,7 @@ def _draw_body(image, params, camera, light):
         poly = camera.project(np.concatenate([top, bottom]))
         cv2.fillPoly(image, [_to_fixed(poly)], _colour(hair * 0.6 * light.tint), cv2.LINE_AA, _SHIFT)
     # Shoulders.
-    clothes = np.asarray(look["clothes"]) * light.tint
+    clothes = np.asarray(look.clothes) * light.tint
     sh = np.array([[-60, 170, -70], [-150, 205, -70], [-210, 260, -70], [-230, 420, -70], [230, 420, -70],
                    [210, 260, -70], [150, 205, -70], [60, 170, -70]], dtype=np.float64)
     sh[:, 0] *= fw
@@ -86,14 +86,14 @@ def _draw_body(image, params, camera, light):
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
         t = np.clip(((xx - top[0]) * axis[0] + (yy - top[1]) * axis[1]) / float(axis @ axis), 0.0, 1.0)
         shade = (0.42 + 0.4 * t) * (light.ambient + 0.6 * light.diffuse)
-        skin = (np.asarray(look["skin"]) * light.tint).astype(np.float32)
+        skin = (np.asarray(look.skin) * light.tint).astype(np.float32)
         colour = np.clip(shade[..., None] * skin + 0.5, 0, 255).astype(np.uint8)
         _blend(image[y0:y1, x0:x1], colour, mask)
 
 
 def _draw_glasses(image, params, camera, pts3):
-    look = params["look"]
-    colour = _colour(look["glasses_colour"])
+    look = params.look
+    colour = _colour(look.glasses_colour)
     thick = max(1, int(round(camera.scale * 1.6)))
     phi = np.linspace(0, 2 * np.pi, 24, endpoint=False)
     centres = []
@@ -111,20 +111,20 @@ def _draw_glasses(image, params, camera, pts3):
 
 
 def _occluder_polygons(params, landmarks):
-    occ = params["occluder"]
+    occ = params.occluder
     box_size = float(np.sqrt(np.prod(np.ptp(landmarks, axis=0) + 1.0)))
-    centre = landmarks[occ["target"]] + np.asarray(occ["offset"]) * box_size
-    size = occ["size"] * box_size
-    angle = occ["angle"]
-    rng = np.random.default_rng(occ["seed"])
+    centre = landmarks[occ.target] + np.asarray(occ.offset) * box_size
+    size = occ.size * box_size
+    angle = occ.angle
+    rng = np.random.default_rng(occ.seed)
     polys = []
-    if occ["kind"] == "rectangle":
-        polys.append(cv2.boxPoints(((centre[0], centre[1]), (size, size * occ["aspect"]), angle)).astype(np.float64))
-    elif occ["kind"] == "bar":
+    if occ.kind == "rectangle":
+        polys.append(cv2.boxPoints(((centre[0], centre[1]), (size, size * occ.aspect), angle)).astype(np.float64))
+    elif occ.kind == "bar":
         polys.append(cv2.boxPoints(((centre[0], centre[1]), (size * 2.5, size * 0.18), angle)).astype(np.float64))
-    elif occ["kind"] == "ellipse":
+    elif occ.kind == "ellipse":
         phi = np.linspace(0, 2 * np.pi, 32, endpoint=False)
-        pts = np.stack([0.5 * size * np.cos(phi), 0.5 * size * occ["aspect"] * np.sin(phi)], axis=1)
+        pts = np.stack([0.5 * size * np.cos(phi), 0.5 * size * occ.aspect * np.sin(phi)], axis=1)
         a = math.radians(angle)
         rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
         polys.append(pts @ rot.T + centre)
@@ -145,7 +145,7 @@ def _occluder_polygons(params, landmarks):
 
 def _draw_occluder(image, params, landmarks) -> bool:
     """Draw the face's occluder (if any); True when it covers a landmark."""
-    occ = params["occluder"]
+    occ = params.occluder
     if occ is None:
         return False
     size = image.shape[0]
@@ -158,13 +158,13 @@ def _draw_occluder(image, params, landmarks) -> bool:
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
     for poly in polys:
         cv2.fillPoly(mask, [_to_fixed(poly - [x0, y0])], 255, cv2.LINE_AA, _SHIFT)
-    rng = np.random.default_rng([occ["seed"], 1])
-    colour = np.asarray(occ["skin"] if occ["kind"] == "hand" else occ["colour"], np.float32)
+    rng = np.random.default_rng([occ.seed, 1])
+    colour = np.asarray(occ.skin if occ.kind == "hand" else occ.colour, np.float32)
     ramp = np.linspace(-1, 1, size, dtype=np.float32)[y0:y1]
     layer = colour * (1.0 + 0.15 * rng.choice([-1.0, 1.0]) * ramp)[:, None, None]  # a simple shading gradient
     layer = np.broadcast_to(layer, (y1 - y0, x1 - x0, 3)).astype(np.float32)
-    if occ["texture"] > 0:
-        noise = rng.normal(0, occ["texture"], (size // 8 + 1, size // 8 + 1)).astype(np.float32)
+    if occ.texture > 0:
+        noise = rng.normal(0, occ.texture, (size // 8 + 1, size // 8 + 1)).astype(np.float32)
         layer = layer + cv2.resize(noise, (size, size), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1, None]
     _blend(image[y0:y1, x0:x1], np.clip(layer + 0.5, 0, 255).astype(np.uint8), mask)
     # Occluded if any point lies under the occluder.
@@ -188,31 +188,31 @@ def _noise_tile(size: int) -> np.ndarray:
 def _degrade(image, params) -> np.ndarray:
     """Camera and file degradations: low resolution, blur, motion blur, tone curve, sensor
     noise, JPEG. The blurs are centred, so they do not move the structure."""
-    d = params["degrade"]
+    d = params.degrade
     size = image.shape[0]
     img = image
-    if d["lowres"] > 1.0:
-        small = max(8, int(round(size / d["lowres"])))
+    if d.lowres > 1.0:
+        small = max(8, int(round(size / d.lowres)))
         img = cv2.resize(cv2.resize(img, (small, small), interpolation=cv2.INTER_AREA), (size, size), interpolation=cv2.INTER_LINEAR)
-    if d["blur"] > 0:
-        img = cv2.GaussianBlur(img, (0, 0), d["blur"])
-    if d["motion"] > 0:
-        k = d["motion"] | 1  # odd length keeps the kernel centred
+    if d.blur > 0:
+        img = cv2.GaussianBlur(img, (0, 0), d.blur)
+    if d.motion > 0:
+        k = d.motion | 1  # odd length keeps the kernel centred
         kernel = np.zeros((k, k), np.float32)
         kernel[k // 2, :] = 1.0
-        rot = cv2.getRotationMatrix2D(((k - 1) / 2.0, (k - 1) / 2.0), d["motion_angle"], 1.0)
+        rot = cv2.getRotationMatrix2D(((k - 1) / 2.0, (k - 1) / 2.0), d.motion_angle, 1.0)
         kernel = cv2.warpAffine(kernel, rot, (k, k))
         img = cv2.filter2D(img, -1, kernel / max(kernel.sum(), 1e-6))
     levels = np.arange(256, dtype=np.float64) / 255.0
-    curve = (levels ** d["gamma"] * 255.0 - 128.0) * d["contrast"] + 128.0 + d["brightness"]
+    curve = (levels ** d.gamma * 255.0 - 128.0) * d.contrast + 128.0 + d.brightness
     img = cv2.LUT(img, np.clip(curve + 0.5, 0, 255).astype(np.uint8))
-    if d["noise"] > 0:
-        rng = np.random.default_rng(params["noise_seed"])
+    if d.noise > 0:
+        rng = np.random.default_rng(params.noise_seed)
         tile = _noise_tile(size)
         ox, oy = rng.integers(0, size, 2)
-        noise = tile[oy:oy + size, ox:ox + size] * np.float32(d["noise"])
+        noise = tile[oy:oy + size, ox:ox + size] * np.float32(d.noise)
         img = cv2.add(img, noise, dtype=cv2.CV_8U)
-    if d["jpeg"]:
-        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(d["jpeg"])])
+    if d.jpeg:
+        ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(d.jpeg)])
         img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     return np.ascontiguousarray(img)

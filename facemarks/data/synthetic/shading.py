@@ -9,19 +9,20 @@ import numpy as np
 
 from facemarks.data.synthetic.head import _bumps
 from facemarks.data.synthetic.numeric import _gauss, _smoothstep
+from facemarks.data.synthetic.params import Light
 from facemarks.data.synthetic.raster import _SHIFT, _to_fixed
 
 
 class _Light:
-    def __init__(self, light: dict):
-        az, el = math.radians(light["azimuth"]), math.radians(light["elevation"])
+    def __init__(self, light: Light):
+        az, el = math.radians(light.azimuth), math.radians(light.elevation)
         self.direction = np.array([math.sin(az) * math.cos(el), -math.sin(el), math.cos(az) * math.cos(el)])
         self.half = self.direction + np.array([0.0, 0.0, 1.0])
         self.half /= np.linalg.norm(self.half)
-        self.ambient = light["ambient"]
-        self.diffuse = light["diffuse"]
-        self.specular = light["specular"]
-        self.tint = np.asarray(light["tint"])
+        self.ambient = light.ambient
+        self.diffuse = light.diffuse
+        self.specular = light.specular
+        self.tint = np.asarray(light.tint)
 
     def shade(self, normals_cam):
         """Brightness factor (...) for unit normals in camera coordinates."""
@@ -70,10 +71,10 @@ def _shading_layer(params, camera, light, geo, to1, shape, tex_rng, spacing=2.5,
     the nearest sample wins each pixel and a normalised Gaussian blur fills the gaps.
     Its silhouette does not matter: the exact outline mask cuts the head out later.
     """
-    look = params["look"]
-    skin = np.asarray(look["skin"]) * light.tint
-    hair_col = np.asarray(look["hair"]) * light.tint
-    mesh, valid, tmpl, hair_d = geo["mesh"], geo["valid"], geo["mesh_template"], geo["hair"]
+    look = params.look
+    skin = np.asarray(look.skin) * light.tint
+    hair_col = np.asarray(look.hair) * light.tint
+    mesh, valid, tmpl, hair_d = geo.mesh, geo.valid, geo.mesh_template, geo.hair
     cam = camera.to_camera(mesh)
     normals = _unit(np.cross(np.gradient(cam, axis=1), np.gradient(cam, axis=0)))
     uv = to1(camera.project(mesh))
@@ -84,7 +85,7 @@ def _shading_layer(params, camera, light, geo, to1, shape, tex_rng, spacing=2.5,
     qi, qj = np.nonzero(front)
     # Every per-vertex quantity in one array, interpolated at the sample points at once.
     ao = 1.0 - 0.12 * np.clip(-_bumps(tmpl[..., 0], tmpl[..., 1]) / 5.0, 0.0, 1.0)
-    beard = _beard_weight(tmpl) * look["beard"] if look["beard"] > 0 else np.zeros_like(ao)
+    beard = _beard_weight(tmpl) * look.beard if look.beard > 0 else np.zeros_like(ao)
     fields = np.concatenate([uv, cam[..., 2:3], normals, hair_d[..., None], ao[..., None], beard[..., None]], axis=-1)
     corners = np.stack([fields[qi, qj], fields[qi, qj + 1], fields[qi + 1, qj], fields[qi + 1, qj + 1]], axis=1)
     # Samples per quad side: enough for about `spacing` pixels between samples.
@@ -104,7 +105,7 @@ def _shading_layer(params, camera, light, geo, to1, shape, tex_rng, spacing=2.5,
     spec = light.highlight(n) * 255.0
     albedo = skin + hair[:, None] * (hair_col - skin)
     albedo = albedo * (1.0 + (0.015 + 0.02 * hair) * tex_rng.standard_normal(len(hair)))[:, None]
-    if look["beard"] > 0:
+    if look.beard > 0:
         albedo = albedo + beard[:, None] * (hair_col * 0.8 - albedo)
     colours = albedo * (shade * (ao + hair * (1.0 - ao)))[:, None] + (spec * (1.0 - 0.7 * hair))[:, None]
     return _splat(shape, pos, -depth, colours, sigma)

@@ -8,6 +8,7 @@ import numpy as np
 
 from facemarks.data.synthetic.head import _template_points
 from facemarks.data.synthetic.numeric import _gauss, _smoothstep
+from facemarks.data.synthetic.params import FaceParams
 
 
 def _warp(p, shape, expression):
@@ -20,7 +21,7 @@ def _warp(p, shape, expression):
     dy = np.zeros_like(y)
     dz = np.zeros_like(z)
     # --- expression first (defined on the template layout) ---
-    smile = expression["smile"]
+    smile = expression.smile
     if smile:
         g = _gauss(ax, y, 27.0, 66.0, 9.0, 9.0)
         dx += smile * 3.5 * sx * g
@@ -30,7 +31,7 @@ def _warp(p, shape, expression):
         dy += -smile * 2.0 * cheek
         dz += smile * 2.5 * cheek
         dy += -smile * 1.2 * _gauss(ax, y, 32.0, 3.5, 10.0, 2.5)  # squint: lower lids up
-    brow = expression["brow"]
+    brow = expression.brow
     if brow:
         g = np.exp(-(((y + 19.0) / 10.0) ** 4)) * np.exp(-(((ax - 36.0) / 32.0) ** 4))
         if brow > 0:
@@ -39,7 +40,7 @@ def _warp(p, shape, expression):
             inner = g * _gauss(ax, y, 14.0, -18.0, 14.0, 12.0)
             dy += 4.0 * (-brow) * inner
             dx += -3.0 * (-brow) * sx * inner
-    opening = expression["mouth_open"]
+    opening = expression.mouth_open
     if opening:
         # Lower jaw rotation about the hinge (y=12, z=-82); weight 1 below the lip line.
         width = 0.3 + 0.8 * np.maximum(ax - 24.0, 0.0)
@@ -58,34 +59,34 @@ def _warp(p, shape, expression):
     ex, ey = ax - 32.0, y - 1.0  # from the eye centre
     r2 = (ex * ex + ey * ey) * (1.0 / 22.0**2)
     g_eye = np.exp(-(r2 * r2))
-    scale = shape["eye_size"] - 1.0
-    x = x + g_eye * (scale * sx * ex + shape["eye_spacing"] * sx)
+    scale = shape.eye_size - 1.0
+    x = x + g_eye * (scale * sx * ex + shape.eye_spacing * sx)
     y = y + (scale * g_eye) * ey
-    if shape["brow_height"]:
+    if shape.brow_height:
         by, bx = (y + 19.0) * (1.0 / 9.0), (ax - 36.0) * (1.0 / 32.0)
         by, bx = by * by, bx * bx
-        y = y + shape["brow_height"] * np.exp(-(by * by) - bx * bx)
+        y = y + shape.brow_height * np.exp(-(by * by) - bx * bx)
     x4 = x * x
     x4 = x4 * x4
     y27, y33, y_lip = -2.1, 47.7, 58.0
     ny = np.where(y < y27, 0.0, np.where(y < y33, y - y27, (y33 - y27) * np.clip((y_lip - y) / (y_lip - y33), 0.0, 1.0)))
-    y = y + (shape["nose_length"] - 1.0) * ny * np.exp(x4 * (-1.0 / 25.0**4))
+    y = y + (shape.nose_length - 1.0) * ny * np.exp(x4 * (-1.0 / 25.0**4))
 
     def band(centre, half):
         t = (y - centre) * (1.0 / half)
         t = t * t
         return t * t
 
-    x = x * (1.0 + (shape["nose_width"] - 1.0) * np.exp(-band(38.0, 14.0) - x4 * (1.0 / 22.0**4)))
-    x = x * (1.0 + (shape["mouth_width"] - 1.0) * np.exp(-band(68.0, 12.0) - x4 * (1.0 / 40.0**4)))
+    x = x * (1.0 + (shape.nose_width - 1.0) * np.exp(-band(38.0, 14.0) - x4 * (1.0 / 22.0**4)))
+    x = x * (1.0 + (shape.mouth_width - 1.0) * np.exp(-band(68.0, 12.0) - x4 * (1.0 / 40.0**4)))
     g_lips = np.exp(-band(66.0, 14.0) - x4 * (1.0 / 35.0**4))
-    y = 66.0 + (y - 66.0) * (1.0 + (shape["lip_thickness"] - 1.0) * g_lips)
-    x = x * (1.0 + (shape["jaw_width"] - 1.0) * _smoothstep(20.0, 100.0, y))
-    y = np.where(y > 35.0, 35.0 + (y - 35.0) * shape["face_length"], y)
-    y = np.where(y < -20.0, -20.0 + (y + 20.0) * shape["forehead"], y)
-    x = x * shape["face_width"]
+    y = 66.0 + (y - 66.0) * (1.0 + (shape.lip_thickness - 1.0) * g_lips)
+    x = x * (1.0 + (shape.jaw_width - 1.0) * _smoothstep(20.0, 100.0, y))
+    y = np.where(y > 35.0, 35.0 + (y - 35.0) * shape.face_length, y)
+    y = np.where(y < -20.0, -20.0 + (y + 20.0) * shape.forehead, y)
+    x = x * shape.face_width
     # Mild smooth asymmetry: low-order polynomial displacement (mm).
-    coeff = np.asarray(shape["asymmetry"])
+    coeff = np.asarray(shape.asymmetry)
     xn, yn = x * (1.0 / 70.0), (y - 40.0) * (1.0 / 80.0)
     xy, yy = xn * yn, yn * yn
     basis = (xy, yy, xn * xn, xy * yn, yy * yn)
@@ -107,10 +108,10 @@ def _close_eyes(pts, amounts):
     return pts
 
 
-def face_points_3d(params: dict) -> np.ndarray:
+def face_points_3d(params: FaceParams) -> np.ndarray:
     """(68, 3) points of a face in its head frame (mm), before pose and projection.
 
     The jaw points are the rim points; `render_face` moves far-side ones to the silhouette.
     """
-    pts = _template_points(params["shape"]["nose_height"])
-    return _close_eyes(_warp(pts, params["shape"], params["expression"]), params["expression"]["eye_close"])
+    pts = _template_points(params.shape.nose_height)
+    return _close_eyes(_warp(pts, params.shape, params.expression), params.expression.eye_close)
