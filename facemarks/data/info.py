@@ -68,9 +68,11 @@ def scan(samples, decode: bool = False) -> tuple[list[str], Counter]:
         pts = np.asarray(sample.landmarks)
         outside = (pts[:, 0] < -0.5) | (pts[:, 0] > width - 0.5) | (pts[:, 1] < -0.5) | (pts[:, 1] > height - 0.5)
         if outside.any():
+            count = int(outside.sum())
             counts["faces with points outside the image"] += 1
-            counts["points outside the image"] += int(outside.sum())
-            problems.append(f"{sample.image_path}: {int(outside.sum())} point(s) outside the {width}x{height} image: {np.flatnonzero(outside).tolist()}")
+            counts["points outside the image"] += count
+            problems.append(f"{sample.image_path}: {count} point(s) outside the {width}x{height} image: "
+                            f"{np.flatnonzero(outside).tolist()}")
     return problems, counts
 
 
