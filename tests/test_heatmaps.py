@@ -1,4 +1,5 @@
-"""Heatmap targets, boundary maps, decoders and heatmap losses (facemarks.codecs.heatmap).
+"""Heatmap targets, boundary maps and decoders (facemarks.codecs.heatmap) and the heatmap
+losses (facemarks.losses.heatmap).
 
 Expected values come from formulas written out here (Gaussians, the Adaptive Wing
 formula, a brute-force 3x3 dilation, distances to densely sampled polylines), not from
@@ -14,9 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from facemarks.codecs import heatmap as hm
 from facemarks import schemes
-from facemarks.registry import LOSSES
+from facemarks.codecs import heatmap as hm
+from facemarks.errors import UnknownNameError
+from facemarks.registry import DECODERS, LOSSES
 
 
 def gaussian(dx: float, dy: float, sigma: float) -> float:
@@ -71,7 +73,7 @@ def test_pixel_convention_centre_and_pixel_centres():
     point = torch.tensor([[[(j + 0.5) / size, (i + 0.5) / size]]])
     maps = hm.render_gaussians(point, size, 1.0)
     assert maps[0, 0, i, j].item() == pytest.approx(1.0, abs=1e-6)
-    for name in hm.DECODERS:
+    for name in DECODERS.names():
         assert torch.allclose(hm.decode(maps, name), point, atol=1e-5), name
 
 
@@ -157,8 +159,9 @@ def test_decode_soft_argmax_round_trip_and_gradient():
 
 
 def test_decoders_registry_and_unknown_name():
-    assert {"argmax", "dark"} <= set(hm.DECODERS)
-    with pytest.raises(KeyError, match="unknown heatmap decoder"):
+    assert DECODERS.names() == ["argmax", "dark", "soft_argmax"]
+    assert DECODERS.get("dark") is hm.decode_dark
+    with pytest.raises(UnknownNameError, match="unknown heatmap decoder 'nope'; valid: argmax, dark, soft_argmax"):
         hm.decode(torch.zeros(1, 1, 4, 4), "nope")
 
 
@@ -189,7 +192,7 @@ def test_draw_boundaries_on_a_real_300w_face(data_300w):
     side = (landmarks.max(0) - landmarks.min(0)).max() * 1.25
     points = (landmarks - centre) / side + 0.5
     size, sigma = 64, 1.0
-    maps = hm.draw_boundaries(torch.tensor(points, dtype=torch.float32), "300w", size, sigma).numpy()
+    maps = hm.draw_boundaries(torch.tensor(points, dtype=torch.float32), schemes.get("300w"), size, sigma).numpy()
     scheme = schemes.get("300w")
     assert maps.shape == (len(scheme.boundaries), size, size) == (13, 64, 64)
 
@@ -219,8 +222,8 @@ def test_draw_boundaries_pixel_input_and_batches():
     g = torch.Generator().manual_seed(6)
     points = 0.2 + 0.6 * torch.rand(2, 68, 2, generator=g)
     input_size = 64
-    batched = hm.draw_boundaries(points, "300w", 16, 1.0)
-    from_pixels = hm.draw_boundaries(points * input_size - 0.5, "300w", 16, 1.0, input_size=input_size)
+    batched = hm.draw_boundaries(points, schemes.get("300w"), 16, 1.0)
+    from_pixels = hm.draw_boundaries(points * input_size - 0.5, schemes.get("300w"), 16, 1.0, input_size=input_size)
     assert batched.shape == (2, 13, 16, 16)
     assert torch.allclose(batched, from_pixels, atol=1e-5)
     assert torch.allclose(batched[1], hm.draw_boundaries(points[1], None, 16, 1.0), atol=1e-6)
@@ -317,7 +320,7 @@ def test_boundary_term_is_added_with_its_weight():
     points = 0.2 + 0.6 * torch.rand(1, 68, 2, generator=g)
     heat = torch.rand(1, 68, size, size, generator=g)
     bound = torch.rand(1, 13, size, size, generator=g)
-    boundary_targets = hm.draw_boundaries(points, "300w", size, 1.0)
+    boundary_targets = hm.draw_boundaries(points, schemes.get("300w"), size, 1.0)
     loss = LOSSES.get("heatmap_mse")(input_size=64, boundary_weight=0.5)
     without = loss({"heatmaps": [heat]}, points)
     with_boundaries = loss({"heatmaps": [heat], "boundaries": [bound]}, points)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from facemarks import losses
+from facemarks.errors import UnknownNameError
 
 torch.set_num_threads(1)
 
@@ -308,13 +309,13 @@ def test_point_loss_reductions_weights_and_visibility():
     pred = torch.zeros_like(target)
     pred[0, 0, 0] = 1.0 / 100  # 1 px
     pred[1, 2, 1] = -4.0 / 100  # 4 px
-    loss = losses.PointLoss(losses.l1, input_size=100)
+    loss = losses.L1Loss(input_size=100)
     per_point = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 4.0]], dtype=torch.float64)
     assert loss(pred, target).item() == pytest.approx(5.0 / 6.0)
-    torch.testing.assert_close(losses.PointLoss(losses.l1, 100, reduction="none")(pred, target), per_point)
-    assert losses.PointLoss(losses.l1, 100, reduction="sum")(pred, target).item() == pytest.approx(5.0)
+    torch.testing.assert_close(losses.L1Loss(100, reduction="none")(pred, target), per_point)
+    assert losses.L1Loss(100, reduction="sum")(pred, target).item() == pytest.approx(5.0)
     # Weighted mean: (2*1 + 3*4) / (2 * (2 + 1 + 3)).
-    weighted = losses.PointLoss(losses.l1, 100, point_weights=[2.0, 1.0, 3.0])
+    weighted = losses.L1Loss(100, point_weights=[2.0, 1.0, 3.0])
     assert weighted(pred, target).item() == pytest.approx(14.0 / 12.0)
     visible = torch.tensor([[1, 1, 1], [1, 1, 0]])
     assert loss(pred, target, visible=visible).item() == pytest.approx(1.0 / 5.0)
@@ -322,7 +323,7 @@ def test_point_loss_reductions_weights_and_visibility():
     with pytest.raises(ValueError):
         loss(pred, target[:, :2])
     with pytest.raises(ValueError):
-        losses.PointLoss(losses.l1, 100, reduction="avg")
+        losses.L1Loss(100, reduction="avg")
 
 
 def test_point_loss_gradient_reaches_predictions():
@@ -356,7 +357,6 @@ def test_build_loss_parses_specs_and_aliases():
 @pytest.mark.parametrize(
     "spec, message",
     [
-        ("wingg", r"unknown loss 'wingg'; valid: .*soft_wing.*wing"),
         ("wing:omega=3", r"no parameter 'omega'; valid: w, epsilon"),
         ("wing:w=ten", r"'w' must be a number"),
         ("wing:w", r"expected key=value"),
@@ -368,6 +368,11 @@ def test_build_loss_parses_specs_and_aliases():
 def test_build_loss_errors(spec, message):
     with pytest.raises(ValueError, match=message):
         losses.build_loss(spec, 256)
+
+
+def test_build_loss_unknown_name_lists_the_valid_ones():
+    with pytest.raises(UnknownNameError, match=r"unknown loss 'wingg'; valid: .*soft_wing.*wing"):
+        losses.build_loss("wingg", 256)
 
 
 def test_build_loss_rejects_unknown_overrides():
@@ -384,3 +389,70 @@ def test_loss_spec_name_is_canonical():
     assert losses.loss_spec_name("rwing:r=0.5") == "rwing(r=0.5,w=10,epsilon=2)"
     with pytest.raises(ValueError):
         losses.loss_spec_name("wing:q=1")
+
+
+# ------------------------------------------------------------------------- check_loss, kinds, targets
+
+
+def test_build_loss_from_a_name_and_a_params_dict():
+    from_dict = losses.build_loss("wing", 96, params={"w": 10, "epsilon": 2})
+    from_spec = losses.build_loss("wing:w=10,epsilon=2", 96)
+    assert from_dict.params == from_spec.params == {"w": 10.0, "epsilon": 2.0}
+    # Overrides beat params, params beat the spec.
+    assert losses.build_loss("wing:w=3", 96, params={"w": 4}, w=5).params["w"] == 5.0
+    assert losses.build_loss("wing:w=3", 96, params={"w": 4}).params["w"] == 4.0
+    # Point losses ignore the scheme.
+    assert losses.build_loss("l1", 96, scheme=object()).params == {}
+
+
+def test_check_loss_fills_in_defaults_and_builds_nothing():
+    assert losses.check_loss("wing", {"w": 5}) == {"w": 5.0, "epsilon": 2.0}
+    assert losses.check_loss("rwing", {"r": 0}) == {"r": 0.0, "w": 10.0, "epsilon": 2.0}
+    assert losses.check_loss("l1", None) == {}
+    assert losses.check_loss("awing", {"weighted": 0})["weighted"] == 0.0
+
+
+@pytest.mark.parametrize(
+    "name, params, message",
+    [
+        ("wing", {"omega": 3}, r"loss 'wing' has no parameter 'omega'; valid: w, epsilon$"),
+        ("wing", {"w": "ten"}, r"'w' must be a number, got 'ten'; valid: w, epsilon$"),
+        ("wing", {"w": 0}, r"'w' must be > 0, got 0; valid: w, epsilon$"),
+        ("wing", {"epsilon": -2}, r"'epsilon' must be > 0, got -2; valid: w, epsilon$"),
+        ("wing", {"w": float("inf")}, r"'w' must be finite, got inf; valid: w, epsilon$"),
+        ("huber", {"delta": 0.0}, r"'delta' must be > 0, got 0; valid: delta$"),
+        ("smooth_l1", {"beta": -1}, r"'beta' must be > 0, got -1; valid: beta$"),
+        ("rwing", {"r": -0.1}, r"'r' must be >= 0, got -0.1; valid: r, w, epsilon$"),
+        ("mpd", {"w": 1}, r"has no parameter 'w'; valid: \(none\)$"),
+        ("awing", {"sigma": 0}, r"'sigma' must be > 0, got 0; valid: alpha, .*, sigma, boundary_sigma, .*coord_weight$"),
+        ("heatmap_mse", {"boundary_weight": -1}, r"'boundary_weight' must be >= 0, got -1; valid: sigma, "),
+        ("heatmap_mse", {"coord_weight": True}, r"'coord_weight' must be a number, got True"),
+    ],
+)
+def test_check_loss_errors_name_the_parameter_and_list_the_valid_ones(name, params, message):
+    with pytest.raises(ValueError, match=message):
+        losses.check_loss(name, params)
+    # Building the loss directly checks the same way.
+    with pytest.raises(ValueError, match=message):
+        losses.LOSSES.get(name)(64, **params)
+
+
+def test_check_loss_unknown_name():
+    with pytest.raises(UnknownNameError, match=r"unknown loss 'wingg'; valid: awing, .*wing$"):
+        losses.check_loss("wingg", {})
+
+
+def test_loss_kind():
+    assert losses.loss_kind("wing") == losses.loss_kind("mpd") == "regression"
+    assert losses.loss_kind("awing") == losses.loss_kind("heatmap_mse") == "heatmap"
+    with pytest.raises(UnknownNameError):
+        losses.loss_kind("nope")
+
+
+def test_point_loss_targets_are_the_points_unchanged():
+    points = torch.rand(2, 5, 2, generator=torch.Generator().manual_seed(2))
+    pred = points + 0.01
+    loss = losses.build_loss("wing", 128)
+    targets = loss.targets(points, pred)
+    assert targets is points
+    assert loss(pred, targets).item() == loss(pred, points).item()

@@ -1,4 +1,4 @@
-"""Heatmap regression: Gaussian targets, boundary maps, decoders and heatmap losses.
+"""Heatmap encoding and decoding: Gaussian targets, boundary maps and decoders.
 
 Pixel convention (the same [0, 1] normalisation as the regression targets)
 --------------------------------------------------------------------------
@@ -9,9 +9,9 @@ The centre of heatmap pixel j corresponds to
     normalised coordinate   (j + 0.5) / H,
 
 so a normalised point u (u = (u_px + 0.5) / S, see facemarks.geometry.coords.to_normalized)
-lies at heatmap pixel coordinate u * H - 0.5; (0.5, 0.5) is the centre of the heatmap and
-0 and 1 are its outer edges. Every function here takes and returns normalised points;
-`sigma` is always in heatmap pixels.
+lies at heatmap pixel coordinate u * H - 0.5 (coords.to_heatmap_pixels); (0.5, 0.5) is the
+centre of the heatmap and 0 and 1 are its outer edges. Every function here takes and
+returns normalised points; `sigma` is always in heatmap pixels.
 
 Contents
 --------
@@ -19,37 +19,22 @@ Contents
   the exact sub-pixel position).
 * `draw_boundaries`: boundary targets (one channel per boundary polyline of a scheme, as in
   LAB / AWing: a Gaussian of the distance to the polyline).
-* decoders in `DECODERS`: "argmax" (with the classic quarter-pixel shift toward the larger
-  neighbour), "dark" (distribution-aware Taylor refinement, Zhang et al. CVPR 2020) and
-  "soft_argmax" (a local, differentiable weighted mean, used by the coordinate loss).
-* losses registered in `facemarks.registry.LOSSES`: "awing" (Adaptive Wing loss with the
-  weighted loss map, Wang et al. ICCV 2019) and "heatmap_mse".
+* decoders registered in `facemarks.registry.DECODERS`, used through `decode(heatmaps,
+  decoder)`: "argmax" (with the classic quarter-pixel shift toward the larger neighbour),
+  "dark" (distribution-aware Taylor refinement, Zhang et al. CVPR 2020) and "soft_argmax"
+  (a local, differentiable weighted mean, used by the heatmap losses' coordinate term).
+The heatmap losses that train on these targets are in facemarks.losses.heatmap.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
-from torch import nn
 
-from facemarks.registry import LOSSES
-
-# --------------------------------------------------------------------------- coordinates
-
-
-def to_heatmap_pixels(points_norm: torch.Tensor, size: int) -> torch.Tensor:
-    """Normalised coordinates -> heatmap pixel coordinates (pixel j's centre is j)."""
-    return points_norm * size - 0.5
-
-
-def from_heatmap_pixels(points_hm: torch.Tensor, size) -> torch.Tensor:
-    """Heatmap pixel coordinates -> normalised coordinates: (j + 0.5) / size.
-
-    `size` is an int (square maps) or a (width, height) pair broadcast over x, y.
-    """
-    return (points_hm + 0.5) / size
+from facemarks import schemes
+from facemarks.geometry.coords import from_heatmap_pixels, to_heatmap_pixels, to_normalized
+from facemarks.registry import DECODERS
 
 
 def _float(points) -> torch.Tensor:
@@ -79,20 +64,14 @@ def render_gaussians(points_norm: torch.Tensor, size: int, sigma: float = 1.0) -
     return gy.unsqueeze(-1) * gx.unsqueeze(-2)
 
 
-def resolve_scheme(scheme, num_points: int | None = None):
-    """A Scheme from a Scheme, a scheme name / file path, or (None) the point count."""
-    from facemarks import schemes
-
+def boundary_scheme(scheme: schemes.Scheme | None, num_points: int) -> schemes.Scheme:
+    """The scheme whose boundaries are drawn: `scheme`, or (None) the built-in one with
+    num_points points (schemes.for_num_points)."""
     if scheme is None:
-        if num_points is None:
-            raise ValueError("need a scheme or a number of points to find one")
         return schemes.for_num_points(num_points)
-    return schemes.get(scheme)
-
-
-def boundary_names(scheme) -> list[str]:
-    """Names of the boundary channels, in channel order (the scheme's dict order)."""
-    return list(scheme.boundaries)
+    if not isinstance(scheme, schemes.Scheme):
+        raise TypeError(f"scheme must be a facemarks.schemes.Scheme or None, got {scheme!r}")
+    return scheme
 
 
 def _point_to_segment_distance(pixels: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
@@ -120,7 +99,7 @@ def draw_boundaries(
 
     points:     (..., N, 2) normalised coordinates, or input pixel coordinates when
                 `input_size` is given (then converted with (u_px + 0.5) / input_size).
-    scheme:     a Scheme, a scheme name, or None (chosen from N).
+    scheme:     a Scheme, or None (the built-in scheme with N points).
     size:       heatmap side H; sigma in heatmap pixels.
     line_width: the polyline is drawn as a line this many heatmap pixels wide, as when it is
                 rasterised: pixels within line_width / 2 of it have value 1.
@@ -135,8 +114,8 @@ def draw_boundaries(
     """
     points = _float(points)
     if input_size is not None:
-        points = (points + 0.5) / input_size
-    scheme = resolve_scheme(scheme, points.shape[-2])
+        points = to_normalized(points, input_size)
+    scheme = boundary_scheme(scheme, points.shape[-2])
     if not scheme.boundaries:
         return points.new_zeros(*points.shape[:-2], 0, size, size)
     centres = to_heatmap_pixels(points, size)  # (..., N, 2)
@@ -192,7 +171,7 @@ def _quarter_offsets(heatmaps: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -
     return torch.stack([ox, oy], dim=-1)
 
 
-def _to_normalised(x: torch.Tensor, y: torch.Tensor, offsets: torch.Tensor, shape) -> torch.Tensor:
+def _decoded_points(x: torch.Tensor, y: torch.Tensor, offsets: torch.Tensor, shape) -> torch.Tensor:
     """Heatmap pixel positions (+ offsets) -> (*lead, N, 2) normalised coordinates."""
     *lead, h, w = shape
     hm = torch.stack([x, y], dim=-1).to(offsets.dtype) + offsets
@@ -200,6 +179,7 @@ def _to_normalised(x: torch.Tensor, y: torch.Tensor, offsets: torch.Tensor, shap
     return from_heatmap_pixels(hm, size).reshape(*lead, 2)
 
 
+@DECODERS.register("argmax")
 @torch.no_grad()
 def decode_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
     """Argmax with the quarter-pixel shift toward the larger neighbour.
@@ -209,7 +189,7 @@ def decode_argmax(heatmaps: torch.Tensor) -> torch.Tensor:
     """
     maps = heatmaps.detach().float().flatten(0, -3)
     x, y = _argmax_2d(maps)
-    return _to_normalised(x, y, _quarter_offsets(maps, x, y), heatmaps.shape)
+    return _decoded_points(x, y, _quarter_offsets(maps, x, y), heatmaps.shape)
 
 
 def _blur_matrix(n: int, sigma: float, radius: int, dtype, device) -> torch.Tensor:
@@ -237,6 +217,7 @@ def gaussian_blur(heatmaps: torch.Tensor, sigma: float) -> torch.Tensor:
     return rows @ heatmaps @ cols.T
 
 
+@DECODERS.register("dark")
 @torch.no_grad()
 def decode_dark(heatmaps: torch.Tensor, blur_sigma: float = 1.0, max_offset: float = 1.0) -> torch.Tensor:
     """Distribution-aware sub-pixel decoding (DARK, Zhang et al., CVPR 2020).
@@ -283,9 +264,10 @@ def decode_dark(heatmaps: torch.Tensor, blur_sigma: float = 1.0, max_offset: flo
     valid = inside & (hxx < 0) & (det > 0) & (offsets.abs().amax(dim=-1) <= max_offset)
     fallback = _quarter_offsets(maps, x, y)
     offsets = torch.where(valid.unsqueeze(-1), offsets, fallback)
-    return _to_normalised(x, y, offsets, heatmaps.shape)
+    return _decoded_points(x, y, offsets, heatmaps.shape)
 
 
+@DECODERS.register("soft_argmax")
 def decode_soft_argmax(heatmaps: torch.Tensor, radius: int = 3) -> torch.Tensor:
     """Local soft-argmax: the mean position in a (2 radius + 1)^2 window around the argmax,
     weighted by the (non-negative part of the) heatmap. Differentiable in the heatmap
@@ -312,173 +294,10 @@ def decode_soft_argmax(heatmaps: torch.Tensor, radius: int = 3) -> torch.Tensor:
     ox = (weights * taps.to(maps.dtype).view(1, 1, -1)).sum(dim=(-2, -1)) / safe_total
     oy = (weights * taps.to(maps.dtype).view(1, -1, 1)).sum(dim=(-2, -1)) / safe_total
     offsets = torch.stack([ox, oy], dim=-1)
-    return _to_normalised(x, y, offsets, heatmaps.shape)
-
-
-DECODERS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "argmax": decode_argmax,
-    "dark": decode_dark,
-    "soft_argmax": decode_soft_argmax,
-}
+    return _decoded_points(x, y, offsets, heatmaps.shape)
 
 
 def decode(heatmaps: torch.Tensor, decoder: str = "dark") -> torch.Tensor:
-    """Decode (..., N, h, w) heatmaps to (..., N, 2) normalised points with a named decoder."""
-    if decoder not in DECODERS:
-        raise KeyError(f"unknown heatmap decoder {decoder!r}; known: {', '.join(sorted(DECODERS))}")
-    return DECODERS[decoder](heatmaps)
-
-
-# --------------------------------------------------------------------------- losses
-
-
-class HeatmapLoss(nn.Module):
-    """Base of heatmap losses: renders the targets and sums intermediate supervision.
-
-    Built like the point losses: ``LOSSES.get(name)(input_size=S, **params)`` (or
-    ``facemarks.losses.build_loss("awing:sigma=1.5", input_size=S)``).
-    forward(output, target, visible=None):
-        output: the heatmap model's dict {"heatmaps": [(B, N, H, H) per stack],
-                "boundaries": [(B, K, H, H) per stack] (optional)}; a bare (B, N, H, H)
-                tensor counts as one stack.
-        target: (B, N, 2) normalised points; the landmark targets are Gaussians of `sigma`
-                heatmap pixels (render_gaussians) at the resolution of the predictions,
-                the boundary targets draw_boundaries(target, scheme, H, boundary_sigma).
-        visible: optional (B, N) mask of the landmark channels / points to count.
-
-    Reduction (a scalar):
-        loss = sum over stacks s of  mean_{b, n, y, x} f(heatmaps_s, targets)
-             + boundary_weight * sum over stacks of mean_{b, k, y, x} f(boundaries_s, boundary targets)
-             + coord_weight * coord_loss(soft-argmax points of the last stack, target)
-    where f is the elementwise loss of the subclass and the means run over every batch
-    element, channel and heatmap pixel (with `visible`: over the visible landmark
-    channels). The boundary term is present when the output has boundaries. The optional
-    coordinate term decodes the last stack with the differentiable local soft-argmax
-    (window radius ceil(3 sigma)) and applies `coord_loss` (a point-loss spec, default
-    "l1") to the error in pixels of the input, like the regression losses.
-
-    sigma defaults to 1 heatmap pixel, AWing's value for 64 x 64 heatmaps (256 px inputs);
-    it is in heatmap pixels at any resolution, so a 16 x 16 map's Gaussians cover the
-    same fraction of a pixel grid and 4x that fraction of the face.
-    scheme: the landmark scheme whose boundaries the model predicts (name, path or Scheme);
-    None: the built-in scheme with N points, found at the first forward.
-    """
-
-    name = "heatmap"
-
-    def __init__(self, input_size: int, sigma: float = 1.0, boundary_sigma: float = 1.0,
-                 boundary_weight: float = 1.0, coord_weight: float = 0.0, coord_loss: str = "l1", scheme=None):
-        super().__init__()
-        if not input_size or input_size <= 0:
-            raise ValueError(f"input_size must be a positive number of pixels, got {input_size!r}")
-        if sigma <= 0 or boundary_sigma <= 0:
-            raise ValueError(f"sigma and boundary_sigma must be positive, got {sigma} and {boundary_sigma}")
-        self.input_size = float(input_size)
-        self.sigma = float(sigma)
-        self.boundary_sigma = float(boundary_sigma)
-        self.boundary_weight = float(boundary_weight)
-        self.coord_weight = float(coord_weight)
-        self.scheme = scheme
-        self._resolved_scheme = None if scheme is None else resolve_scheme(scheme)
-        self.coord_loss = None
-        if self.coord_weight:
-            from facemarks.losses import build_loss
-
-            self.coord_loss = build_loss(coord_loss, input_size=input_size)
-
-    def elementwise(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Per-pixel loss, (B, C, H, W) -> (B, C, H, W)."""
-        raise NotImplementedError
-
-    def _mean(self, pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor | None) -> torch.Tensor:
-        per_channel = self.elementwise(pred.float(), target).mean(dim=(-2, -1))  # (B, C)
-        if visible is None:
-            return per_channel.mean()
-        weights = visible.to(per_channel).reshape(per_channel.shape)
-        return (per_channel * weights).sum() / weights.sum().clamp_min(1e-12)
-
-    def _scheme_for(self, num_points: int):
-        if self._resolved_scheme is None or self._resolved_scheme.num_points != num_points:
-            self._resolved_scheme = resolve_scheme(self.scheme, num_points)
-        return self._resolved_scheme
-
-    def forward(self, output, target: torch.Tensor, visible: torch.Tensor | None = None) -> torch.Tensor:
-        if isinstance(output, torch.Tensor):
-            output = {"heatmaps": [output]}
-        stacks = output["heatmaps"]
-        if target.dim() != 3 or target.shape[-1] != 2 or target.shape[:2] != stacks[-1].shape[:2]:
-            raise ValueError(f"target must be (B, N, 2) for heatmaps {tuple(stacks[-1].shape)}, "
-                             f"got {tuple(target.shape)}")
-        size = stacks[-1].shape[-1]
-        if stacks[-1].shape[-2] != size:
-            raise ValueError(f"heatmaps must be square, got {tuple(stacks[-1].shape[-2:])}")
-        target = target.detach().float()
-        gaussians = render_gaussians(target, size, self.sigma)
-        loss = sum(self._mean(pred, gaussians, visible) for pred in stacks)
-
-        boundaries = output.get("boundaries")
-        if boundaries and self.boundary_weight:
-            scheme = self._scheme_for(target.shape[1])
-            if boundaries[-1].shape[1] != len(scheme.boundaries):
-                raise ValueError(f"the model predicts {boundaries[-1].shape[1]} boundary maps but scheme "
-                                 f"{scheme.name!r} has {len(scheme.boundaries)} boundaries; pass scheme=NAME")
-            boundary_targets = draw_boundaries(target, scheme, size, self.boundary_sigma)
-            loss = loss + self.boundary_weight * sum(self._mean(pred, boundary_targets, None) for pred in boundaries)
-
-        if self.coord_loss is not None:
-            radius = max(1, math.ceil(3.0 * self.sigma))
-            points = decode_soft_argmax(stacks[-1].float(), radius=radius)
-            loss = loss + self.coord_weight * self.coord_loss(points, target, visible)
-        return loss
-
-    def extra_repr(self) -> str:
-        return (f"{self.name}, input_size={self.input_size:g}, sigma={self.sigma:g}, "
-                f"boundary_sigma={self.boundary_sigma:g}, boundary_weight={self.boundary_weight:g}, "
-                f"coord_weight={self.coord_weight:g}")
-
-
-@LOSSES.register("awing", kind="heatmap")
-class AdaptiveWingLoss(HeatmapLoss):
-    """Adaptive Wing loss on heatmaps (Wang, Bo, Fuxin, ICCV 2019) with the weighted loss map.
-
-    Per pixel: adaptive_wing(pred, target; alpha, omega, epsilon, theta) * (w * M + 1), with M
-    = 1 where the 3x3 dilation of the target is >= threshold (facemarks.losses.weighted_loss_map;
-    the paper's W = 10, threshold 0.2). weighted=0 drops the map (every weight 1). The same
-    applies to the boundary maps. Parameters are in heatmap intensity units; see HeatmapLoss
-    for the targets, sigma, the boundary and coordinate terms and the reduction.
-    """
-
-    name = "awing"
-
-    def __init__(self, input_size: int, alpha: float = 2.1, omega: float = 14.0, epsilon: float = 1.0,
-                 theta: float = 0.5, w: float = 10.0, threshold: float = 0.2, weighted: int = 1,
-                 sigma: float = 1.0, boundary_sigma: float = 1.0, boundary_weight: float = 1.0,
-                 coord_weight: float = 0.0, coord_loss: str = "l1", scheme=None):
-        super().__init__(input_size, sigma, boundary_sigma, boundary_weight, coord_weight, coord_loss, scheme)
-        self.params = {"alpha": float(alpha), "omega": float(omega), "epsilon": float(epsilon), "theta": float(theta)}
-        self.w = float(w)
-        self.threshold = float(threshold)
-        self.weighted = bool(weighted)
-
-    def elementwise(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        from facemarks.losses import adaptive_wing, weighted_loss_map
-
-        loss = adaptive_wing(pred, target, **self.params)
-        if self.weighted:
-            loss = loss * weighted_loss_map(target, w=self.w, threshold=self.threshold)
-        return loss
-
-    def extra_repr(self) -> str:
-        params = ", ".join(f"{k}={v:g}" for k, v in self.params.items())
-        return f"{super().extra_repr()}, {params}, w={self.w:g}, threshold={self.threshold:g}, weighted={self.weighted}"
-
-
-@LOSSES.register("heatmap_mse", kind="heatmap")
-class HeatmapMSELoss(HeatmapLoss):
-    """Plain mean squared error between predicted and target heatmaps (pred - target)^2;
-    see HeatmapLoss for the targets, the boundary and coordinate terms and the reduction."""
-
-    name = "heatmap_mse"
-
-    def elementwise(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return (pred - target) ** 2
+    """Decode (..., N, h, w) heatmaps to (..., N, 2) normalised points with a registered
+    decoder ("argmax", "dark", "soft_argmax"); UnknownNameError for any other name."""
+    return DECODERS.get(decoder)(heatmaps)

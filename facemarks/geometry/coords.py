@@ -50,6 +50,24 @@ def from_normalized(points_norm, size):
     return points_norm * size - 0.5
 
 
+def to_heatmap_pixels(points_norm, size):
+    """Normalised coordinates -> pixel coordinates of a size x size heatmap: u * size - 0.5.
+
+    A heatmap is an image of side `size` over the same square as the input, so this is
+    `from_normalized` with the heatmap's side: pixel j's centre is (j + 0.5) / size, and 0
+    and 1 are the heatmap's outer edges as they are the input's (numpy or torch).
+    """
+    return from_normalized(points_norm, size)
+
+
+def from_heatmap_pixels(points_hm, size):
+    """Heatmap pixel coordinates -> normalised coordinates: (j + 0.5) / size (`to_normalized`).
+
+    `size` is an int (square maps) or a (width, height) pair broadcast over x, y.
+    """
+    return to_normalized(points_hm, size)
+
+
 def to_source(points_norm, matrix, input_size: int) -> np.ndarray:
     """Predicted points in normalised input coordinates (..., N, 2) -> source pixels,
     through the inverse of the source->input `matrix` (2, 3) or (B, 2, 3)."""
@@ -71,3 +89,11 @@ def flip_points(points, permutation) -> np.ndarray:
     return points[..., permutation, :]
 
 
+
+
+def mirror_normalized(points_norm):
+    """Normalised points of the horizontally mirrored input: x -> 1 - x (pixels u -> S - 1 - u).
+    The labels are not permuted (see flip_points)."""
+    mirrored = points_norm.clone() if hasattr(points_norm, "clone") else np.array(points_norm, dtype=np.float64)
+    mirrored[..., 0] = 1 - mirrored[..., 0]
+    return mirrored

@@ -6,9 +6,11 @@ A heatmap model maps images (B, 3, S, S) RGB in [0, 1] to a dict
      "boundaries": [ (B, K, H, H) per stack ]}     # only with a boundary branch
 
 with H = S / stride (stride 4 here). Heatmap pixel j's centre is the normalised coordinate
-(j + 0.5) / H (see facemarks.codecs.heatmap). `model.decode(output)` turns the last stack's
-heatmaps into (B, N, 2) normalised points (decoder "dark" by default, or "argmax",
-"soft_argmax"). The ImageNet mean/std normalisation happens inside the model.
+(j + 0.5) / H (see facemarks.codecs.heatmap). `model.decode(output, decoder=None)` turns the
+last stack's heatmaps into (B, N, 2) normalised points with the given decoder ("dark",
+"argmax", "soft_argmax") or the model's default (`model.decoder`, "dark" unless built with
+another). Every heatmap model is a facemarks.models.base.LandmarkModel: the ImageNet mean/std
+normalisation happens inside it, and `feature_layers` names its blocks for distillation.
 
 Models registered here:
 * "resnet18_heatmap": a SimpleBaseline-style network (Xiao et al., ECCV 2018): the
@@ -28,11 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facemarks.codecs import heatmap as hm
-from facemarks.models.heads import IMAGENET_MEAN, IMAGENET_STD
+from facemarks import schemes
+from facemarks.codecs.heatmap import boundary_scheme, decode
+from facemarks.models.base import LandmarkModel
 from facemarks.models.lightweight import DepthwiseSeparable
 from facemarks.models.resnet import BasicBlock, ResNetBackbone, load_pretrained_backbone
-from facemarks.registry import MODELS
+from facemarks.registry import DECODERS, MODELS
 
 # Standard deviation of the initial output-layer weights (as in SimpleBaseline / HRNet):
 # untrained heatmaps start near 0, the background value of the targets.
@@ -96,57 +99,66 @@ class CoordConv(nn.Module):
 # --------------------------------------------------------------------------- base class
 
 
-class HeatmapModel(nn.Module):
-    """Base of heatmap landmark models: input normalisation, `decode`, shared attributes.
+class HeatmapModel(LandmarkModel):
+    """Base of heatmap landmark models: `decode` and the heatmap attributes.
 
-    Subclasses implement `predict(x)` on normalised images, returning the output dict.
-    Attributes: num_points, input_size, heatmap_size, num_boundaries, decoder (default
-    decoder name), kind = "heatmap".
+    Subclasses implement `predict(x)` on normalised images, returning the output dict, and
+    `feature_layers`. Attributes (besides LandmarkModel's): heatmap_size, num_boundaries,
+    decoder (the default decoder name, fixed at construction: pass `decoder=` to `decode`
+    to use another).
     """
 
     kind = "heatmap"
 
     def __init__(self, num_points: int, input_size: int, heatmap_size: int, num_boundaries: int = 0,
                  decoder: str = "dark"):
-        super().__init__()
-        if decoder not in hm.DECODERS:
-            raise ValueError(f"unknown heatmap decoder {decoder!r}; known: {', '.join(sorted(hm.DECODERS))}")
-        self.num_points = num_points
-        self.input_size = input_size
+        super().__init__(num_points, input_size)
+        DECODERS.get(decoder)  # an unknown name fails here, listing the valid ones
         self.heatmap_size = heatmap_size
         self.num_boundaries = num_boundaries
         self.decoder = decoder
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def predict(self, x: torch.Tensor) -> dict:
         raise NotImplementedError
 
     def forward(self, images: torch.Tensor) -> dict:
-        return self.predict((images - self.mean) / self.std)
+        return self.predict(self.normalize(images))
 
     def decode(self, output, decoder: str | None = None) -> torch.Tensor:
         """(B, N, 2) normalised points from the LAST stack's heatmaps.
 
         output: the forward dict (or a (B, N, H, W) tensor of heatmaps).
-        decoder: "dark" (default: self.decoder), "argmax" or "soft_argmax".
+        decoder: "dark", "argmax" or "soft_argmax"; None: the model's default (self.decoder).
         """
         heatmaps = output["heatmaps"][-1] if isinstance(output, dict) else output
-        return hm.decode(heatmaps.float(), decoder or self.decoder)
+        return decode(heatmaps.float(), decoder or self.decoder)
 
 
 def scheme_boundary_count(boundary: bool, scheme, num_points: int) -> int:
-    """Number of boundary channels K: 0 without a boundary branch, else the scheme's count."""
+    """Number of boundary channels K: 0 without a boundary branch, else the scheme's count.
+
+    scheme: a Scheme, None (the built-in scheme with num_points points), or a scheme name
+    (resolved with schemes.get: the form older checkpoints and configs store).
+    """
     if not boundary:
         return 0
     try:
-        resolved = hm.resolve_scheme(scheme, num_points)
+        resolved = boundary_scheme(schemes.get(scheme) if isinstance(scheme, str) else scheme, num_points)
     except (LookupError, ValueError) as exc:
         raise ValueError(
             f"the boundary branch needs a landmark scheme with boundaries; none found for {num_points} "
-            f"points ({exc}); pass scheme=NAME or boundary=False"
+            f"points ({exc}); pass scheme= or boundary=False"
         ) from None
     return len(resolved.boundaries)
+
+
+def init_output_layers(*layers: nn.Conv2d | None) -> None:
+    """Initialise heatmap output convolutions (None entries skipped): weights with std
+    OUTPUT_INIT_STD and zero bias, so untrained heatmaps start near 0, the targets' background."""
+    for layer in layers:
+        if layer is not None:
+            nn.init.normal_(layer.weight, std=OUTPUT_INIT_STD)
+            nn.init.zeros_(layer.bias)
 
 
 class HeatmapHead(nn.Module):
@@ -164,10 +176,7 @@ class HeatmapHead(nn.Module):
             self.coord_bn = nn.BatchNorm2d(in_channels)
         self.heatmaps = nn.Conv2d(in_channels, num_points, kernel_size=1)
         self.boundaries = nn.Conv2d(in_channels, num_boundaries, kernel_size=1) if num_boundaries else None
-        for layer in (self.heatmaps, self.boundaries):
-            if layer is not None:
-                nn.init.normal_(layer.weight, std=OUTPUT_INIT_STD)
-                nn.init.zeros_(layer.bias)
+        init_output_layers(self.heatmaps, self.boundaries)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.coord is not None:

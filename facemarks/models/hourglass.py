@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from facemarks.models.heatmap import CoordConv, HeatmapModel, OUTPUT_INIT_STD, scheme_boundary_count
+from facemarks.models.heatmap import CoordConv, HeatmapModel, init_output_layers, scheme_boundary_count
 from facemarks.registry import MODELS
 
 
@@ -96,10 +96,7 @@ class HourglassStack(nn.Module):
         )
         self.heatmaps = nn.Conv2d(channels, num_points, kernel_size=1)
         self.boundaries = nn.Conv2d(channels, num_boundaries, kernel_size=1) if num_boundaries else None
-        for layer in (self.heatmaps, self.boundaries):
-            if layer is not None:
-                nn.init.normal_(layer.weight, std=OUTPUT_INIT_STD)
-                nn.init.zeros_(layer.bias)
+        init_output_layers(self.heatmaps, self.boundaries)
 
     def forward(self, x: torch.Tensor, previous_boundaries: torch.Tensor | None):
         if self.coord is not None:
