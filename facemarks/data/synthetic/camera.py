@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 
-class _Camera:
+class Camera:
     """Head frame -> image pixels: rotation (yaw, then pitch), perspective from `distance`,
     then roll, scale and shift in the image."""
 

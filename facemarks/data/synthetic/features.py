@@ -5,40 +5,39 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from facemarks.data.synthetic.numeric import _curve
-from facemarks.data.synthetic.raster import _SS, _blend_poly, _colour, _fill, _polyline
-from facemarks.data.synthetic.shading import _unit
+from facemarks.data.synthetic.numeric import smooth_curve, unit
+from facemarks.data.synthetic.raster import SS, blend_poly, cv_colour, fill, polyline
 
 
 _CIRCLE_ANGLES = np.linspace(0, 2 * np.pi, 20, endpoint=False)
 _CIRCLE = np.stack([np.cos(_CIRCLE_ANGLES), np.sin(_CIRCLE_ANGLES)], axis=1)  # unit circle, 20 points
 
 
-def _draw_eyes(canvas, params, camera, light, pts3, to4, skin):
+def draw_eyes(canvas, params, camera, light, pts3, to4, skin):
     """Eyes at 4x: socket shadow, sclera in the lid outline, iris and pupil (a disc on the
     eyeball facing the gaze) clipped to it, lash line, lower lid line, lid crease."""
     lm4 = to4(camera.project(pts3))
     expr = params.expression
     look = params.look
-    scale4 = camera.scale * _SS  # 4x pixels per mm (at the head origin)
+    scale4 = camera.scale * SS  # 4x pixels per mm (at the head origin)
     front = camera.to_camera(np.array([0.0, 0.0, 1.0]))
     brightness = float(light.shade(front[None])[0])
     for idx, close in (([36, 37, 38, 39, 40, 41], expr.eye_close[0]), ([42, 43, 44, 45, 46, 47], expr.eye_close[1])):
         e = lm4[idx]
-        upper = _curve(e[[0, 1, 2, 3]], 6)
-        lower = _curve(e[[3, 4, 5, 0]], 6)
+        upper = smooth_curve(e[[0, 1, 2, 3]], 6)
+        lower = smooth_curve(e[[3, 4, 5, 0]], 6)
         opening = np.concatenate([upper, lower[1:-1]])
         # Socket shadow around the eye.
         centre = e.mean(axis=0)
         socket = centre + 1.35 * (opening - centre) + [0, -0.15 * np.ptp(e[:, 0])]
-        _blend_poly(canvas, socket, _colour(skin * 0.55), 0.18, shrink=False)
+        blend_poly(canvas, socket, cv_colour(skin * 0.55), 0.18, shrink=False)
         sclera = np.array([232.0, 226.0, 220.0]) * light.tint * min(1.0, brightness * 0.95)
-        _fill(canvas, opening, _colour(sclera))
+        fill(canvas, opening, cv_colour(sclera))
         # Iris and pupil: a disc on the eyeball facing the gaze, clipped to the opening.
         width = np.linalg.norm(pts3[idx[3]] - pts3[idx[0]])
         eye_c3 = pts3[idx].mean(axis=0) + np.array([expr.gaze[0] * width, expr.gaze[1] * width, 1.5])
-        gaze = _unit(np.array([expr.gaze[0] * 1.5, expr.gaze[1] * 1.5, 1.0]))
-        a1 = _unit(np.cross([0.0, 1.0, 0.0], gaze))
+        gaze = unit(np.array([expr.gaze[0] * 1.5, expr.gaze[1] * 1.5, 1.0]))
+        a1 = unit(np.cross([0.0, 1.0, 0.0], gaze))
         a2 = np.cross(gaze, a1)
         circle = _CIRCLE[:, :1] * a1 + _CIRCLE[:, 1:] * a2
         r_iris = 0.21 * width
@@ -47,10 +46,10 @@ def _draw_eyes(canvas, params, camera, light, pts3, to4, skin):
         _clipped_iris(canvas, opening, iris4, pupil4, np.asarray(look.iris) * light.tint * brightness)
         # Lids: dark lash line on the upper lid, a faint lower lid line, a crease above.
         lash = max(1.0, 0.9 * scale4)
-        _polyline(canvas, upper, _colour(np.asarray(look.brow) * 0.5), lash * (1.0 + 0.6 * close))
-        _polyline(canvas, lower, _colour(skin * 0.55 * brightness), max(1.0, 0.45 * scale4))
+        polyline(canvas, upper, cv_colour(np.asarray(look.brow) * 0.5), lash * (1.0 + 0.6 * close))
+        polyline(canvas, lower, cv_colour(skin * 0.55 * brightness), max(1.0, 0.45 * scale4))
         crease = upper + [0.0, -2.6 * scale4 * (1.0 - 0.5 * close)]
-        _polyline(canvas, crease[2:-2], _colour(skin * 0.62 * brightness), max(1.0, 0.4 * scale4))
+        polyline(canvas, crease[2:-2], cv_colour(skin * 0.62 * brightness), max(1.0, 0.4 * scale4))
 
 
 def _clipped_iris(canvas, opening, iris, pupil, iris_colour):
@@ -66,55 +65,55 @@ def _clipped_iris(canvas, opening, iris, pupil, iris_colour):
     patch = region.copy()
     off = np.array([x0, y0])
     centre = iris.mean(axis=0)
-    _fill(patch, iris - off, _colour(np.asarray(iris_colour) * 0.55), shrink=False)
-    _fill(patch, centre + 0.82 * (iris - centre) - off, _colour(iris_colour), shrink=False)
-    _fill(patch, pupil - off, (12.0, 10.0, 10.0), shrink=False)
+    fill(patch, iris - off, cv_colour(np.asarray(iris_colour) * 0.55), shrink=False)
+    fill(patch, centre + 0.82 * (iris - centre) - off, cv_colour(iris_colour), shrink=False)
+    fill(patch, pupil - off, (12.0, 10.0, 10.0), shrink=False)
     mask = np.zeros(region.shape[:2], np.uint8)
-    _fill(mask, opening - off, 255)
+    fill(mask, opening - off, 255)
     cv2.copyTo(patch, mask, region)
 
 
-def _draw_brows(canvas, params, camera, brows, to4):
+def draw_brows(canvas, params, camera, brows, to4):
     look = params.look
-    colour = _colour(np.asarray(look.brow))
+    colour = cv_colour(np.asarray(look.brow))
     for top, bottom in (brows[:2], brows[2:]):
         poly = np.concatenate([to4(camera.project(top)), to4(camera.project(bottom))[::-1]])
-        _blend_poly(canvas, poly, colour, look.brow_density)
+        blend_poly(canvas, poly, colour, look.brow_density)
 
 
-def _draw_mouth(canvas, params, light, lm4, skin):
+def draw_mouth(canvas, params, light, lm4, skin):
     look = params.look
     lips = np.asarray(look.lips) * light.tint
     brightness = light.ambient + 0.7 * light.diffuse
-    outer_top = _curve(lm4[[48, 49, 50, 51, 52, 53, 54]], 5)
-    outer_bottom = _curve(lm4[[54, 55, 56, 57, 58, 59, 48]], 5)
-    inner_top = _curve(lm4[[60, 61, 62, 63, 64]], 5)
-    inner_bottom = _curve(lm4[[64, 65, 66, 67, 60]], 5)
+    outer_top = smooth_curve(lm4[[48, 49, 50, 51, 52, 53, 54]], 5)
+    outer_bottom = smooth_curve(lm4[[54, 55, 56, 57, 58, 59, 48]], 5)
+    inner_top = smooth_curve(lm4[[60, 61, 62, 63, 64]], 5)
+    inner_bottom = smooth_curve(lm4[[64, 65, 66, 67, 60]], 5)
     upper_lip = np.concatenate([outer_top, inner_top[::-1]])
     lower_lip = np.concatenate([outer_bottom, inner_bottom[::-1][1:-1]])
-    _fill(canvas, lower_lip, _colour(lips * brightness * 1.05))
-    _fill(canvas, upper_lip, _colour(lips * brightness * 0.82))
+    fill(canvas, lower_lip, cv_colour(lips * brightness * 1.05))
+    fill(canvas, upper_lip, cv_colour(lips * brightness * 0.82))
     # Highlight on the lower lip.
-    mid = _curve(lm4[[59, 58, 57, 56, 55]], 3)
-    inner_mid = _curve(lm4[[67, 66, 65]], 3)
+    mid = smooth_curve(lm4[[59, 58, 57, 56, 55]], 3)
+    inner_mid = smooth_curve(lm4[[67, 66, 65]], 3)
     hl_centre = 0.5 * (lm4[57] + lm4[66])
     highlight = hl_centre + 0.35 * (np.concatenate([mid, inner_mid[::-1]]) - hl_centre)
-    _blend_poly(canvas, highlight, _colour(lips * 1.35), 0.35, shrink=False)
+    blend_poly(canvas, highlight, cv_colour(lips * 1.35), 0.35, shrink=False)
     gap = np.linalg.norm(lm4[66] - lm4[62])
     cavity = np.concatenate([inner_top, inner_bottom[1:-1]])
     scale = np.linalg.norm(lm4[54] - lm4[48]) / 55.0  # 4x pixels per mm, roughly
     if gap > 1.2 * scale:
-        _fill(canvas, cavity, _colour(np.array([45.0, 18.0, 20.0]) * brightness))
+        fill(canvas, cavity, cv_colour(np.array([45.0, 18.0, 20.0]) * brightness))
         # Upper teeth: a band under the upper inner lip, inside the cavity.
         frac = min(0.55, 4.0 * scale / max(gap, 1e-6))
         n = len(inner_top)
         lower_edge = inner_top + frac * (inner_bottom[::-1][:n] - inner_top)
         teeth = np.concatenate([inner_top[1:-1], lower_edge[1:-1][::-1]])
-        _fill(canvas, teeth, _colour(np.array([225.0, 220.0, 205.0]) * brightness * light.tint))
-    _polyline(canvas, inner_top, _colour(lips * 0.35), max(1.0, 0.6 * scale))
+        fill(canvas, teeth, cv_colour(np.array([225.0, 220.0, 205.0]) * brightness * light.tint))
+    polyline(canvas, inner_top, cv_colour(lips * 0.35), max(1.0, 0.6 * scale))
 
 
-def _draw_folds(canvas, params, lm4, skin, light):
+def draw_folds(canvas, params, lm4, skin, light):
     """Nasolabial folds of a smile: faint dark curves from the nose wings past the mouth corners."""
     amount = params.expression.smile
     scale = np.linalg.norm(lm4[54] - lm4[48]) / 55.0
@@ -122,14 +121,14 @@ def _draw_folds(canvas, params, lm4, skin, light):
         start = lm4[wing] + [sign * 3.0 * scale, -3.0 * scale]
         end = lm4[corner] + [sign * 6.0 * scale, 6.0 * scale]
         middle = 0.5 * (start + end) + [sign * 5.0 * scale, 0.0]
-        curve = _curve(np.array([start, middle, end]), 5)
-        colour = _colour(skin * 0.6 * (light.ambient + 0.5 * light.diffuse))
+        curve = smooth_curve(np.array([start, middle, end]), 5)
+        colour = cv_colour(skin * 0.6 * (light.ambient + 0.5 * light.diffuse))
         band = np.concatenate([curve, curve[::-1] + [sign * 1.2 * scale, 0.0]])
-        _blend_poly(canvas, band, colour, 0.4 * (amount - 0.3), shrink=False)
+        blend_poly(canvas, band, colour, 0.4 * (amount - 0.3), shrink=False)
 
 
-def _draw_nostrils(canvas, camera, nostrils, to4, skin):
-    normal = _unit(np.array([0.0, 0.85, 0.5]))  # the nose underside faces down and forward
+def draw_nostrils(canvas, camera, nostrils, to4, skin):
+    normal = unit(np.array([0.0, 0.85, 0.5]))  # the nose underside faces down and forward
     for pts in nostrils:
         if camera.facing(pts.mean(axis=0), normal) > 0:
-            _blend_poly(canvas, to4(camera.project(pts)), _colour(skin * 0.22), 0.85, shrink=False)
+            blend_poly(canvas, to4(camera.project(pts)), cv_colour(skin * 0.22), 0.85, shrink=False)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from facemarks.data.synthetic.numeric import _catmull_rom, _smoothstep
-from facemarks.data.synthetic.template import NUM_POINTS, _BACK_BB, _BACK_T, _JAW_Z, _LEFT_XY, _NOSE_H, _NOSE_POINTS, _NOSE_TAU, _NOSE_W, _NOSE_Y, _N_UPPER, _PROFILE_Y, _PROFILE_Z, _TAU_TIP, _TEMPLATE_XY, _T_BACK_MAX, _UPPER_ROWS
+from facemarks.data.synthetic.numeric import catmull_rom, smoothstep
+from facemarks.data.synthetic.template import NUM_POINTS, BACK_BB, BACK_T, JAW_Z, LEFT_XY, NOSE_H, NOSE_POINTS, NOSE_TAU, NOSE_W, NOSE_Y, N_UPPER, PROFILE_Y, PROFILE_Z, TAU_TIP, TEMPLATE_XY, T_BACK_MAX, UPPER_ROWS
 
 
-def _bumps(x, y):
+def bumps(x, y):
     """Relief of the face front (mm towards the camera) in template coordinates."""
     ax = np.abs(x)
     x2 = x * x
@@ -29,14 +29,14 @@ _ROW_STEP = 1.0 / 192.0
 _ROW_GRID: list = []
 
 
-def _row_params(rho):
+def row_params(rho):
     """Ring parameters at row coordinate rho: 0 .. 11 upper head, 12 + t for jaw t in 0..8.
 
     Returns y, half-width a, rim depth zc, front depth zf, back depth bb (0: no back half).
     Read from a fine table (linear interpolation) of `_row_params_exact`.
     """
     if not _ROW_GRID:
-        grid = np.arange(0.0, _N_UPPER + 8.0 + _ROW_STEP / 2, _ROW_STEP)
+        grid = np.arange(0.0, N_UPPER + 8.0 + _ROW_STEP / 2, _ROW_STEP)
         _ROW_GRID.extend([grid, np.stack(_row_params_exact(grid))])
     grid, table = _ROW_GRID
     index = np.clip(np.asarray(rho, dtype=np.float64) / _ROW_STEP, 0.0, len(grid) - 1.000001)
@@ -49,18 +49,18 @@ def _row_params(rho):
 
 def _row_params_exact(rho):
     rho = np.asarray(rho, dtype=np.float64)
-    upper = rho < _N_UPPER
-    knots = np.arange(_N_UPPER + 1, dtype=np.float64)
-    jaw0 = np.array([_LEFT_XY[0][1], -_LEFT_XY[0][0], _JAW_Z[0], _PROFILE_Z[0], _BACK_BB[0]])
-    table = np.vstack([_UPPER_ROWS[:, [0, 1, 2, 3, 4]], jaw0])
-    up = [np.interp(np.minimum(rho, _N_UPPER), knots, table[:, k]) for k in range(5)]
-    t = np.clip(rho - _N_UPPER, 0.0, 8.0)
-    jaw = np.array([[_LEFT_XY[j][0], _LEFT_XY[j][1], _JAW_Z[j]] for j in range(9)])
-    rim = _catmull_rom(jaw, t)
+    upper = rho < N_UPPER
+    knots = np.arange(N_UPPER + 1, dtype=np.float64)
+    jaw0 = np.array([LEFT_XY[0][1], -LEFT_XY[0][0], JAW_Z[0], PROFILE_Z[0], BACK_BB[0]])
+    table = np.vstack([UPPER_ROWS[:, [0, 1, 2, 3, 4]], jaw0])
+    up = [np.interp(np.minimum(rho, N_UPPER), knots, table[:, k]) for k in range(5)]
+    t = np.clip(rho - N_UPPER, 0.0, 8.0)
+    jaw = np.array([[LEFT_XY[j][0], LEFT_XY[j][1], JAW_Z[j]] for j in range(9)])
+    rim = catmull_rom(jaw, t)
     y_jaw = rim[..., 1]
-    zf_jaw = np.interp(y_jaw, _PROFILE_Y, _PROFILE_Z)
-    zf_jaw = np.where(t > 7.0, zf_jaw + (rim[..., 2] - zf_jaw) * _smoothstep(7.0, 8.0, t), zf_jaw)
-    bb_jaw = np.where(t <= _T_BACK_MAX, np.interp(t, _BACK_T, _BACK_BB), 0.0)
+    zf_jaw = np.interp(y_jaw, PROFILE_Y, PROFILE_Z)
+    zf_jaw = np.where(t > 7.0, zf_jaw + (rim[..., 2] - zf_jaw) * smoothstep(7.0, 8.0, t), zf_jaw)
+    bb_jaw = np.where(t <= T_BACK_MAX, np.interp(t, BACK_T, BACK_BB), 0.0)
     y = np.where(upper, up[0], y_jaw)
     a = np.where(upper, up[1], -rim[..., 0])
     zc = np.where(upper, up[2], rim[..., 2])
@@ -71,7 +71,7 @@ def _row_params_exact(rho):
 
 def _fade(c):
     """Bumps fade out towards the rim (c = cos(theta) of the ring angle)."""
-    return _smoothstep(0.0, 0.45, c)
+    return smoothstep(0.0, 0.45, c)
 
 
 def _hairline(theta, look):
@@ -83,25 +83,25 @@ def _hairline(theta, look):
     limit = np.interp(deg, [0.0, 55.0, 92.0], [0.0, 0.0, 1.0])
     line = front + (side - front) * limit
     line = line - np.exp(-(((deg - 120.0) / 14.0) ** 2)) * max(0.0, side + 8.0)  # above the ear
-    return np.where(deg > 150.0, np.maximum(line, side + 25.0 * _smoothstep(150.0, 170.0, deg)), line)
+    return np.where(deg > 150.0, np.maximum(line, side + 25.0 * smoothstep(150.0, 170.0, deg)), line)
 
 
-def _hair_distance(y, theta, look):
+def hair_distance(y, theta, look):
     """Signed template distance (mm) below the hairline: negative where there is hair."""
     return y - _hairline(theta, look)
 
 
-def _head_template(rho, theta, look):
+def head_surface(rho, theta, look):
     """Template-space head surface points (..., 3) at row coordinates rho and ring angles theta
     (radians; |theta| <= pi/2 is the front half). Hair volume included."""
     rho, theta = np.broadcast_arrays(np.asarray(rho, dtype=np.float64), np.asarray(theta, dtype=np.float64))
-    y, a, zc, zf, bb = _row_params(rho)
+    y, a, zc, zf, bb = row_params(rho)
     s, c = np.sin(theta), np.cos(theta)
     front = np.abs(theta) <= np.pi / 2
     # The back half narrows with its depth, so towards the jaw it closes onto the rim.
     narrow = np.where(front, 0.0, 1.0 - np.minimum(bb / 60.0, 1.0))
     x = a * (s - narrow * (s - np.sign(theta)))
-    z_front = zc + (zf - zc) * c + _bumps(x, y) * _fade(c)
+    z_front = zc + (zf - zc) * c + bumps(x, y) * _fade(c)
     z_back = zc + bb * c
     z = np.where(front, z_front, z_back)
     p = np.stack([x, y, z], axis=-1)
@@ -109,7 +109,7 @@ def _head_template(rho, theta, look):
     if volume > 0:
         # Thickens over 20 mm above the hairline; thin at ear level, where the contour
         # search of the lower head runs.
-        w = _smoothstep(0.0, -20.0, _hair_distance(y, theta, look)) * _smoothstep(0.0, -30.0, y)
+        w = smoothstep(0.0, -20.0, hair_distance(y, theta, look)) * smoothstep(0.0, -30.0, y)
         direction = p - np.array([0.0, -25.0, -85.0])
         direction /= np.linalg.norm(direction, axis=-1, keepdims=True) + 1e-9
         p = p + (volume * w)[..., None] * direction
@@ -119,51 +119,51 @@ def _head_template(rho, theta, look):
 _ROW_TABLE: list = []
 
 
-def _surface_z(x, y):
+def surface_z(x, y):
     """Template-space depth of the face front at (x, y) (same formula as the ring mesh)."""
     if not _ROW_TABLE:
-        _ROW_TABLE.extend(_row_params(np.linspace(0.0, _N_UPPER + 8.0, 400))[:4])
+        _ROW_TABLE.extend(row_params(np.linspace(0.0, N_UPPER + 8.0, 400))[:4])
     ry, ra, rzc, rzf = _ROW_TABLE
     a = np.interp(y, ry, ra)
     zc = np.interp(y, ry, rzc)
     zf = np.interp(y, ry, rzf)
     c = np.sqrt(np.clip(1.0 - (x / np.maximum(a, 1e-6)) ** 2, 0.0, 1.0))
-    return zc + (zf - zc) * c + _bumps(x, y) * _fade(c)
+    return zc + (zf - zc) * c + bumps(x, y) * _fade(c)
 
 
-def _nose_template(tau, u, nose_height=1.0):
+def nose_surface(tau, u, nose_height=1.0):
     """Template-space nose surface points (..., 3) at (tau, u)."""
     tau, u = np.broadcast_arrays(np.asarray(tau, dtype=np.float64), np.asarray(u, dtype=np.float64))
-    w = np.interp(tau, _NOSE_TAU, _NOSE_W)
-    y_ridge = np.interp(tau, _NOSE_TAU, _NOSE_Y)
+    w = np.interp(tau, NOSE_TAU, NOSE_W)
+    y_ridge = np.interp(tau, NOSE_TAU, NOSE_Y)
     # The lower edge curves up towards the alae (31 and 35 sit higher than 33).
-    bend = _smoothstep(_TAU_TIP, 1.0, tau) * (_NOSE_Y[-1] - 43.3) * (np.abs(u) / (14.3 / 15.1)) ** 1.1
+    bend = smoothstep(TAU_TIP, 1.0, tau) * (NOSE_Y[-1] - 43.3) * (np.abs(u) / (14.3 / 15.1)) ** 1.1
     y = y_ridge - bend
     x = u * w
-    h_ridge = np.interp(tau, _NOSE_TAU[:5], _NOSE_H)
-    under = np.clip((tau - _TAU_TIP) / (1.0 - _TAU_TIP), 0.0, 1.0)
-    h = np.where(tau <= _TAU_TIP, h_ridge, _NOSE_H[-1] * np.sqrt(np.clip(1.0 - under**2, 0.0, 1.0)))
+    h_ridge = np.interp(tau, NOSE_TAU[:5], NOSE_H)
+    under = np.clip((tau - TAU_TIP) / (1.0 - TAU_TIP), 0.0, 1.0)
+    h = np.where(tau <= TAU_TIP, h_ridge, NOSE_H[-1] * np.sqrt(np.clip(1.0 - under**2, 0.0, 1.0)))
     h = h * nose_height
     au = np.abs(u)
     cross = np.where(tau < 0.7, (1.0 - np.minimum(au, 1.0) ** 2.2) ** 0.75, (1.0 - np.minimum(au, 1.0) ** 3.0) ** 0.8)
-    alae = 5.0 * _smoothstep(0.72, 0.9, tau) * np.exp(-(((au - 0.72) / 0.22) ** 2))
-    z = _surface_z(x, y) + h * cross + alae * (1.0 - au**8)
+    alae = 5.0 * smoothstep(0.72, 0.9, tau) * np.exp(-(((au - 0.72) / 0.22) ** 2))
+    z = surface_z(x, y) + h * cross + alae * (1.0 - au**8)
     return np.stack([x, y, z], axis=-1)
 
 
 _TEMPLATE_CACHE: dict = {}
 
 
-def _template_points(nose_height: float = 1.0) -> np.ndarray:
+def template_points(nose_height: float = 1.0) -> np.ndarray:
     """(68, 3) template points on the surface (jaw points on the rim)."""
     key = float(nose_height)
     if key not in _TEMPLATE_CACHE:
         pts = np.zeros((NUM_POINTS, 3))
-        pts[:, :2] = _TEMPLATE_XY
-        pts[:, 2] = _surface_z(pts[:, 0], pts[:, 1])
-        pts[:17, 2] = _JAW_Z[np.minimum(np.arange(17), 16 - np.arange(17))]
-        nose = np.array([_NOSE_POINTS[i] for i in range(27, 36)])
-        pts[27:36] = _nose_template(nose[:, 0], nose[:, 1], key)
+        pts[:, :2] = TEMPLATE_XY
+        pts[:, 2] = surface_z(pts[:, 0], pts[:, 1])
+        pts[:17, 2] = JAW_Z[np.minimum(np.arange(17), 16 - np.arange(17))]
+        nose = np.array([NOSE_POINTS[i] for i in range(27, 36)])
+        pts[27:36] = nose_surface(nose[:, 0], nose[:, 1], key)
         if len(_TEMPLATE_CACHE) > 64:
             _TEMPLATE_CACHE.clear()
         _TEMPLATE_CACHE[key] = pts

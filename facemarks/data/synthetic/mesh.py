@@ -6,21 +6,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facemarks.data.synthetic.head import _hair_distance, _head_template, _nose_template, _row_params, _surface_z, _template_points
-from facemarks.data.synthetic.numeric import _curve
-from facemarks.data.synthetic.template import _BACK_STEPS, _FRONT_STEPS, _JAW_ROWS_PER_POINT, _NOSE_COLS, _NOSE_ROWS, _N_UPPER
-from facemarks.data.synthetic.warp import _close_eyes, _warp
+from facemarks.data.synthetic.head import hair_distance, head_surface, nose_surface, row_params, surface_z, template_points
+from facemarks.data.synthetic.numeric import smooth_curve
+from facemarks.data.synthetic.template import BACK_STEPS, FRONT_STEPS, JAW_ROWS_PER_POINT, NOSE_COLS, NOSE_ROWS, N_UPPER
+from facemarks.data.synthetic.warp import close_eyes, warp
 
 
 # Mesh rings: coarse over the crown, finer from the forehead down, two per jaw point.
-_MESH_UPPER = np.concatenate([np.arange(0.0, 5.0), np.arange(5.0, _N_UPPER, 0.5)])
-_MESH_ROWS = np.concatenate([_MESH_UPPER, _N_UPPER + np.linspace(0.0, 8.0, 8 * _JAW_ROWS_PER_POINT + 1)])
+MESH_UPPER = np.concatenate([np.arange(0.0, 5.0), np.arange(5.0, N_UPPER, 0.5)])
+_MESH_ROWS = np.concatenate([MESH_UPPER, N_UPPER + np.linspace(0.0, 8.0, 8 * JAW_ROWS_PER_POINT + 1)])
 
 
 def _ring_thetas():
     """Ring angles of the mesh columns: back-left half, front half (-90..90 deg), back-right."""
-    front = np.linspace(-np.pi / 2, np.pi / 2, _FRONT_STEPS + 1)
-    back = np.linspace(np.pi / 2, np.pi, _BACK_STEPS + 1)[1:]
+    front = np.linspace(-np.pi / 2, np.pi / 2, FRONT_STEPS + 1)
+    back = np.linspace(np.pi / 2, np.pi, BACK_STEPS + 1)[1:]
     return np.concatenate([-back[::-1], front, back]), len(back)
 
 
@@ -30,7 +30,7 @@ def _surface_and_normals(rho, theta, params, eps=1e-3):
     rho, theta = np.broadcast_arrays(np.asarray(rho, dtype=np.float64), np.asarray(theta, dtype=np.float64))
     r = np.stack([rho, rho, rho + eps])
     t = np.stack([theta, theta + eps, theta])
-    p = _warp(_head_template(r, t, params.look), params.shape, params.expression)
+    p = warp(head_surface(r, t, params.look), params.shape, params.expression)
     return p[0], np.cross(p[1] - p[0], p[2] - p[0])
 
 
@@ -69,7 +69,7 @@ def _refine_roots(t, f, pos):
     return np.where(ok, root, linear)
 
 
-def _silhouettes(params, camera, mesh, dense=9):
+def silhouettes(params, camera, mesh, dense=9):
     """Contour of the lower head and the jaw points.
 
     On each ring and side the silhouette is where the surface turns away from the camera
@@ -81,19 +81,19 @@ def _silhouettes(params, camera, mesh, dense=9):
     Returns (left_outline (R, 3), right_outline (R, 3), jaw (17, 3)) in the head frame;
     the outline passes through the jaw points' rings at the exact silhouette.
     """
-    first = int(np.searchsorted(_MESH_ROWS, _N_UPPER - 1.0))  # overlap the upper head's hull
+    first = int(np.searchsorted(_MESH_ROWS, N_UPPER - 1.0))  # overlap the upper head's hull
     rows = _MESH_ROWS[first:]
     pts = mesh[first:]
     theta, n_back = _ring_thetas()
     rough = camera.facing(pts, np.cross(np.gradient(pts, axis=1), np.gradient(pts, axis=0)))
-    mid = n_back + _FRONT_STEPS // 2
-    bb = _row_params(rows)[4]
+    mid = n_back + FRONT_STEPS // 2
+    bb = row_params(rows)[4]
     r_idx = np.arange(len(rows))
-    jaw_rows = r_idx[len(rows) - 1 - 8 * _JAW_ROWS_PER_POINT: -1: _JAW_ROWS_PER_POINT]  # points 0..7 (and 16..9)
+    jaw_rows = r_idx[len(rows) - 1 - 8 * JAW_ROWS_PER_POINT: -1: JAW_ROWS_PER_POINT]  # points 0..7 (and 16..9)
     outline = np.zeros((len(rows), 2, 3))
     search_rows, search_lo, search_hi, search_end, search_side = [], [], [], [], []
     for s_index, order in enumerate((np.arange(mid, -1, -1), np.arange(mid, len(theta)))):
-        limit = np.where(bb > 0, len(order) - 1, _FRONT_STEPS // 2)  # round the back, or to the rim
+        limit = np.where(bb > 0, len(order) - 1, FRONT_STEPS // 2)  # round the back, or to the rim
         pos, _ = _first_crossing(rough[:, order], limit)
         k = np.floor(pos).astype(int)
         k2 = np.minimum(k + 1, limit)
@@ -119,14 +119,14 @@ def _silhouettes(params, camera, mesh, dense=9):
     pos, _ = _first_crossing(f, np.full(len(f), dense - 1))
     angles = _refine_roots(samples, f, pos)
     for b in np.flatnonzero(~ok):  # rare: the estimate missed; sample the whole half ring
-        th_b = np.linspace(0.0, end[b], 12 * _FRONT_STEPS)
+        th_b = np.linspace(0.0, end[b], 12 * FRONT_STEPS)
         p_r, n_r = _surface_and_normals(rho_s[b], th_b, params)
         f_b = camera.facing(p_r, n_r)[None]
         pos_b, _ = _first_crossing(f_b, np.array([len(th_b) - 1]))
         angles[b] = _refine_roots(th_b[None], f_b, pos_b)[0]
     jaw_angles = np.clip(angles, -np.pi / 2, np.pi / 2)  # beyond the rim -> the rim
     look, shape, expr = params.look, params.shape, params.expression
-    exact = _warp(_head_template(np.concatenate([rho_s, rho_s]), np.concatenate([angles, jaw_angles]), look), shape, expr)
+    exact = warp(head_surface(np.concatenate([rho_s, rho_s]), np.concatenate([angles, jaw_angles]), look), shape, expr)
     outline[rows_s, side_s] = exact[: len(rows_s)]
     jaw_side = exact[len(rows_s):].reshape(2, -1, 3)  # [left, right] x points 0..7 / 16..9
     chin = pts[-1, mid]
@@ -137,17 +137,17 @@ def _silhouettes(params, camera, mesh, dense=9):
 
 def _brow_templates(look):
     """Template outlines of both brows: upper edge through the points, lower edge below."""
-    tmpl = _template_points()
+    tmpl = template_points()
     out = []
     for idx in ([17, 18, 19, 20, 21], [22, 23, 24, 25, 26]):
-        top = _curve(tmpl[idx, :2], 4)
+        top = smooth_curve(tmpl[idx, :2], 4)
         inner_first = idx[0] == 22
         s = np.linspace(0.0, 1.0, len(top))
         inner = (1.0 - s) if inner_first else s  # 1 at the inner end
         thick = look.brow_thickness * (0.45 + 0.75 * inner**0.7)
         bottom = top + np.stack([1.5 * (2 * inner_first - 1) * inner, thick], axis=1)
         for edge in (top, bottom):
-            out.append(np.stack([edge[:, 0], edge[:, 1], _surface_z(edge[:, 0], edge[:, 1])], axis=1))
+            out.append(np.stack([edge[:, 0], edge[:, 1], surface_z(edge[:, 0], edge[:, 1])], axis=1))
     return out
 
 
@@ -165,37 +165,37 @@ class HeadGeometry:
     brows: list  # [top, bottom] edges of the image-left brow, then of the image-right one
 
 
-def _build_geometry(params) -> HeadGeometry:
+def build_geometry(params) -> HeadGeometry:
     """The geometry of a face: all parts warped in one go (one call on stacked points)."""
     look, shape = params.look, params.shape
     theta, n_back = _ring_thetas()
-    mesh_t = _head_template(_MESH_ROWS[:, None], theta[None, :], look)
-    tau = np.linspace(0.0, 1.0, _NOSE_ROWS + 1)
-    u = np.linspace(-1.0, 1.0, _NOSE_COLS + 1)
-    nose_t = _nose_template(tau[:, None], u[None, :], shape.nose_height)
+    mesh_t = head_surface(_MESH_ROWS[:, None], theta[None, :], look)
+    tau = np.linspace(0.0, 1.0, NOSE_ROWS + 1)
+    u = np.linspace(-1.0, 1.0, NOSE_COLS + 1)
+    nose_t = nose_surface(tau[:, None], u[None, :], shape.nose_height)
     phi = np.linspace(0, 2 * np.pi, 14, endpoint=False)
     n_tau = 0.935 + 0.045 * np.sin(phi)
     n_u = 0.47 + 0.2 * np.cos(phi)
-    nostril_t = _nose_template(np.stack([n_tau, n_tau]), np.stack([-n_u, n_u]), shape.nose_height)
-    parts = [mesh_t, nose_t, _template_points(shape.nose_height), nostril_t] + _brow_templates(look)
-    flat = _warp(np.concatenate([p.reshape(-1, 3) for p in parts]), shape, params.expression)
+    nostril_t = nose_surface(np.stack([n_tau, n_tau]), np.stack([-n_u, n_u]), shape.nose_height)
+    parts = [mesh_t, nose_t, template_points(shape.nose_height), nostril_t] + _brow_templates(look)
+    flat = warp(np.concatenate([p.reshape(-1, 3) for p in parts]), shape, params.expression)
     warped = []
     start = 0
     for p in parts:
         warped.append(flat[start:start + p.size // 3].reshape(p.shape))
         start += p.size // 3
-    y_rows, _, _, _, bb = _row_params(_MESH_ROWS)
+    y_rows, _, _, _, bb = row_params(_MESH_ROWS)
     has_back = bb > 0
     back_cols = np.zeros(len(theta) - 1, dtype=bool)
     back_cols[:n_back] = True
-    back_cols[n_back + _FRONT_STEPS:] = True
+    back_cols[n_back + FRONT_STEPS:] = True
     return HeadGeometry(
         mesh=warped[0],
         mesh_template=mesh_t,
-        hair=_hair_distance(y_rows[:, None], theta[None, :], look),
+        hair=hair_distance(y_rows[:, None], theta[None, :], look),
         valid=~back_cols[None, :] | (has_back[:-1, None] & has_back[1:, None]),
         nose=warped[1],
-        points=_close_eyes(warped[2], params.expression.eye_close),
+        points=close_eyes(warped[2], params.expression.eye_close),
         nostrils=warped[3],
         brows=warped[4:],
     )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from facemarks.data.synthetic.features import _draw_brows, _draw_eyes, _draw_folds, _draw_mouth, _draw_nostrils
-from facemarks.data.synthetic.mesh import _MESH_UPPER
-from facemarks.data.synthetic.raster import _SS, _blend, _colour, _fill
-from facemarks.data.synthetic.shading import _draw_quads, _quad_normals, _shading_layer, _skin_texture, _unit
+from facemarks.data.synthetic.features import draw_brows, draw_eyes, draw_folds, draw_mouth, draw_nostrils
+from facemarks.data.synthetic.mesh import MESH_UPPER
+from facemarks.data.synthetic.raster import SS, blend, cv_colour, fill
+from facemarks.data.synthetic.numeric import unit
+from facemarks.data.synthetic.shading import draw_quads, quad_normals, shading_layer, skin_texture
 
 
-def _draw_head(image, params, camera, light, geo, left, right, landmarks, tex_rng):
+def draw_head(image, params, camera, light, geo, left, right, landmarks, tex_rng):
     """The head: a smooth-shaded 1x layer of the mesh; eyes, brows, mouth and nose drawn
     at 4x in their box and averaged back into it; then composited at 1x through the
     coverage of the exact outline (computed at 4x), with ears behind or in front."""
@@ -19,7 +20,7 @@ def _draw_head(image, params, camera, light, geo, left, right, landmarks, tex_rn
     skin = np.asarray(params.look.skin) * light.tint
     mesh, nose, pts3 = geo.mesh, geo.nose, geo.points
     uv_mesh = camera.project(mesh)
-    upper = uv_mesh[: len(_MESH_UPPER) + 1].reshape(-1, 2)  # crown down to the first jaw ring
+    upper = uv_mesh[: len(MESH_UPPER) + 1].reshape(-1, 2)  # crown down to the first jaw ring
     upper_hull = upper[cv2.convexHull(upper.astype(np.float32), returnPoints=False).ravel()]
     lower_poly = np.concatenate([camera.project(left), camera.project(right)[::-1]])
     ears = _ear_polygons(params, camera)
@@ -41,7 +42,7 @@ def _draw_head(image, params, camera, light, geo, left, right, landmarks, tex_rn
     # --- 1x shading layer: the mesh, sampled at sub-quad points and splatted ---
     # The blur grows with the face, so large faces stay as smooth as typical ones.
     zoom = camera.scale / (120.0 / 144.0)  # 1 for the typical face of a 256-pixel image
-    layer = _shading_layer(params, camera, light, geo, to1, (h, w), tex_rng, sigma=1.1 * max(1.0, zoom))
+    layer = shading_layer(params, camera, light, geo, to1, (h, w), tex_rng, sigma=1.1 * max(1.0, zoom))
 
     # --- features at 4x inside their own box, averaged back into the layer ---
     nose_uv = camera.project(nose)
@@ -54,37 +55,37 @@ def _draw_head(image, params, camera, light, geo, left, right, landmarks, tex_rn
         f_origin = origin + [fx0, fy0]
 
         def to4(uv):
-            return (np.asarray(uv) - f_origin + 0.5) * _SS - 0.5
+            return (np.asarray(uv) - f_origin + 0.5) * SS - 0.5
 
         box = layer[fy0:fy1, fx0:fx1]
-        canvas = cv2.resize(box, ((fx1 - fx0) * _SS, (fy1 - fy0) * _SS), interpolation=cv2.INTER_LINEAR)
-        _draw_eyes(canvas, params, camera, light, pts3, to4, skin)
-        _draw_brows(canvas, params, camera, geo.brows, to4)
-        _draw_mouth(canvas, params, light, to4(landmarks), skin)
+        canvas = cv2.resize(box, ((fx1 - fx0) * SS, (fy1 - fy0) * SS), interpolation=cv2.INTER_LINEAR)
+        draw_eyes(canvas, params, camera, light, pts3, to4, skin)
+        draw_brows(canvas, params, camera, geo.brows, to4)
+        draw_mouth(canvas, params, light, to4(landmarks), skin)
         if params.expression.smile > 0.3:
-            _draw_folds(canvas, params, to4(landmarks), skin, light)
+            draw_folds(canvas, params, to4(landmarks), skin, light)
         cam_nose = camera.to_camera(nose)
-        n_normals = _quad_normals(cam_nose)
-        n_colours = skin[None, None, :] * light.shade(n_normals)[..., None] * _skin_texture(n_normals.shape[:2] + (1,), tex_rng, 0.01)
+        n_normals = quad_normals(cam_nose)
+        n_colours = skin[None, None, :] * light.shade(n_normals)[..., None] * skin_texture(n_normals.shape[:2] + (1,), tex_rng, 0.01)
         n_colours = n_colours + light.highlight(n_normals, 30.0)[..., None] * 255.0 * 1.3
-        _draw_quads(canvas, to4(nose_uv), cam_nose, n_colours)
-        _draw_nostrils(canvas, camera, geo.nostrils, to4, skin)
+        draw_quads(canvas, to4(nose_uv), cam_nose, n_colours)
+        draw_nostrils(canvas, camera, geo.nostrils, to4, skin)
         box[:] = cv2.resize(canvas, (fx1 - fx0, fy1 - fy0), interpolation=cv2.INTER_AREA)
 
     # --- composite at 1x with coverages computed at 4x: far ears, the head through its
     # exact outline, near ears ---
     def to4_roi(uv):
-        return (np.asarray(uv) - origin + 0.5) * _SS - 0.5
+        return (np.asarray(uv) - origin + 0.5) * SS - 0.5
 
-    head_mask = np.zeros((h * _SS, w * _SS), np.uint8)
-    _fill(head_mask, to4_roi(upper_hull), 255)
-    _fill(head_mask, to4_roi(lower_poly), 255)
+    head_mask = np.zeros((h * SS, w * SS), np.uint8)
+    fill(head_mask, to4_roi(upper_hull), 255)
+    fill(head_mask, to4_roi(lower_poly), 255)
     cover = cv2.resize(head_mask, (w, h), interpolation=cv2.INTER_AREA)
     region = image[y0:y1, x0:x1]
     for poly, facing in ears:
         if facing <= 0.15:  # behind the head
             _composite_ear(region, to1(poly), skin, light)
-    _blend(region, layer, cover)
+    blend(region, layer, cover)
     for poly, facing in ears:
         if facing > 0.15:
             _composite_ear(region, to1(poly), skin, light)
@@ -99,14 +100,14 @@ def _composite_ear(region, poly, skin, light):
     y1 = min(int(np.ceil(poly[:, 1].max())) + 2, h)
     if x1 - x0 < 1 or y1 - y0 < 1:
         return
-    poly4 = (poly - [x0, y0] + 0.5) * _SS - 0.5
-    canvas = np.zeros(((y1 - y0) * _SS, (x1 - x0) * _SS, 3), np.uint8)
+    poly4 = (poly - [x0, y0] + 0.5) * SS - 0.5
+    canvas = np.zeros(((y1 - y0) * SS, (x1 - x0) * SS, 3), np.uint8)
     mask = np.zeros(canvas.shape[:2], np.uint8)
     shade = light.ambient + 0.55 * light.diffuse
-    _fill(canvas, poly4, _colour(skin * shade * np.array([1.0, 0.93, 0.9])), shrink=False)
+    fill(canvas, poly4, cv_colour(skin * shade * np.array([1.0, 0.93, 0.9])), shrink=False)
     centre = poly4.mean(axis=0)
-    _fill(canvas, centre + 0.55 * (poly4 - centre) + [0.1 * _SS, 0.0], _colour(skin * shade * 0.72), shrink=False)
-    _fill(mask, poly4, 255, shrink=False)
+    fill(canvas, centre + 0.55 * (poly4 - centre) + [0.1 * SS, 0.0], cv_colour(skin * shade * 0.72), shrink=False)
+    fill(mask, poly4, 255, shrink=False)
     colour = cv2.resize(canvas, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)  # premultiplied
     cover = cv2.resize(mask, (x1 - x0, y1 - y0), interpolation=cv2.INTER_AREA)
     box = region[y0:y1, x0:x1]
@@ -122,9 +123,9 @@ def _ear_polygons(params, camera):
     out = []
     for side in (-1.0, 1.0):
         base = np.array([side * 73.0 * fw, 0.0, -86.0])
-        direction = _unit(np.array([side * 0.45, 0.0, -0.9]))
+        direction = unit(np.array([side * 0.45, 0.0, -0.9]))
         pts = base + v[:, None] * np.array([0.0, 1.0, 0.0]) + (u[:, None]) * direction
-        normal = _unit(np.array([side * 0.9, 0.0, 0.45]))
+        normal = unit(np.array([side * 0.9, 0.0, 0.45]))
         centre = base + np.array([0.0, 19.0, 0.0])
         facing = float(camera.facing(centre, normal) / np.linalg.norm(camera.eye_head - centre))
         out.append((camera.project(pts), facing))

@@ -6,12 +6,12 @@ import cv2
 import numpy as np
 
 
-_SS = 4  # supersampling factor of the head layer
-_SHIFT = 4  # fractional bits of OpenCV drawing coordinates
-_ONE = 1 << _SHIFT
+SS = 4  # supersampling factor of the head layer
+SHIFT = 4  # fractional bits of OpenCV drawing coordinates
+_ONE = 1 << SHIFT
 
 
-def _to_fixed(uv4):
+def to_fixed(uv4):
     return np.round(np.asarray(uv4) * _ONE).astype(np.int32)
 
 
@@ -37,19 +37,19 @@ def _shrink(poly, amount=_FILL_GROWTH):
     return poly + amount * bisector / np.maximum(norm, 1e-9)[:, None]
 
 
-def _fill(canvas, poly, colour, shrink=True):
+def fill(canvas, poly, colour, shrink=True):
     """Fill a polygon (canvas pixel coordinates). shrink=True: an exact outline (anti-aliased,
     growth cancelled) for structure the points sit on; else a plain fill."""
     poly = np.asarray(poly, dtype=np.float64)
     if len(poly) < 3:
         return
     if shrink:
-        cv2.fillPoly(canvas, [_to_fixed(_shrink(poly))], colour, cv2.LINE_AA, _SHIFT)
+        cv2.fillPoly(canvas, [to_fixed(_shrink(poly))], colour, cv2.LINE_AA, SHIFT)
     else:
-        cv2.fillPoly(canvas, [_to_fixed(poly)], colour, cv2.LINE_8, _SHIFT)
+        cv2.fillPoly(canvas, [to_fixed(poly)], colour, cv2.LINE_8, SHIFT)
 
 
-def _blend_poly(canvas, poly, colour, alpha, shrink=True):
+def blend_poly(canvas, poly, colour, alpha, shrink=True):
     """Blend a flat colour into canvas inside a polygon (bounding-box work only)."""
     poly = np.asarray(poly, dtype=np.float64)
     if len(poly) < 3 or alpha <= 0:
@@ -63,23 +63,23 @@ def _blend_poly(canvas, poly, colour, alpha, shrink=True):
         return
     region = canvas[y0:y1, x0:x1]
     patch = region.copy()
-    _fill(patch, poly - [x0, y0], colour, shrink)
+    fill(patch, poly - [x0, y0], colour, shrink)
     # Outside the polygon patch equals region, and the weighted sum leaves it unchanged.
     cv2.addWeighted(region, 1.0 - alpha, patch, alpha, 0.0, dst=region)
 
 
-def _polyline(canvas, pts, colour, thickness):
+def polyline(canvas, pts, colour, thickness):
     pts = np.asarray(pts, dtype=np.float64)
     if len(pts) < 2 or not np.all(np.isfinite(pts)):
         return
-    cv2.polylines(canvas, [_to_fixed(pts)], False, colour, max(1, int(round(thickness))), cv2.LINE_AA, _SHIFT)
+    cv2.polylines(canvas, [to_fixed(pts)], False, colour, max(1, int(round(thickness))), cv2.LINE_AA, SHIFT)
 
 
-def _colour(rgb):
+def cv_colour(rgb):
     return tuple(float(v) for v in np.clip(rgb, 0, 255))
 
 
-def _blend(region, colour, cover):
+def blend(region, colour, cover):
     """region <- colour * cover + region * (1 - cover), cover uint8 0..255 (in place)."""
     cover3 = cv2.merge([cover, cover, cover])
     front = cv2.multiply(colour, cover3, scale=1.0 / 255.0)

@@ -12,12 +12,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facemarks.data.synthetic.camera import _Camera
-from facemarks.data.synthetic.mesh import _build_geometry, _silhouettes
-from facemarks.data.synthetic.paint import _draw_head
+from facemarks.data.synthetic.camera import Camera
+from facemarks.data.synthetic.mesh import build_geometry, silhouettes
+from facemarks.data.synthetic.paint import draw_head
 from facemarks.data.synthetic.params import FaceParams, sample_params
-from facemarks.data.synthetic.scene import _background, _degrade, _draw_body, _draw_glasses, _draw_occluder
-from facemarks.data.synthetic.shading import _Light
+from facemarks.data.synthetic.scene import background, degrade, draw_body, draw_glasses, draw_occluder
+from facemarks.data.synthetic.shading import Lighting
 from facemarks.errors import DataError
 
 
@@ -32,13 +32,13 @@ def render_face(params: FaceParams) -> tuple[np.ndarray, np.ndarray, dict]:
     pixel-centre, attributes {"yaw", "pitch", "roll", "occluded"})."""
     size = params.image_size
     look = params.look
-    camera = _Camera(params.yaw, params.pitch, params.roll, params.distance)
-    light = _Light(params.light)
+    camera = Camera(params.yaw, params.pitch, params.roll, params.distance)
+    light = Lighting(params.light)
     tex_rng = np.random.default_rng(look.texture_seed)
 
-    geo = _build_geometry(params)
+    geo = build_geometry(params)
     pts3 = geo.points
-    left, right, jaw = _silhouettes(params, camera, geo.mesh)
+    left, right, jaw = silhouettes(params, camera, geo.mesh)
     pts3[:17] = jaw
 
     # Scale (a frontal jaw width of face_px pixels) and position (box inside the image).
@@ -51,13 +51,13 @@ def render_face(params: FaceParams) -> tuple[np.ndarray, np.ndarray, dict]:
     camera.shift = start - lo
     landmarks = camera.project(pts3)
 
-    image = _background(params, size)
-    _draw_body(image, params, camera, light)
-    _draw_head(image, params, camera, light, geo, left, right, landmarks, tex_rng)
+    image = background(params, size)
+    draw_body(image, params, camera, light)
+    draw_head(image, params, camera, light, geo, left, right, landmarks, tex_rng)
     if look.glasses:
-        _draw_glasses(image, params, camera, pts3)
-    occluded = _draw_occluder(image, params, landmarks)
-    image = _degrade(image, params)
+        draw_glasses(image, params, camera, pts3)
+    occluded = draw_occluder(image, params, landmarks)
+    image = degrade(image, params)
     attributes = {"yaw": round(params.yaw, 3), "pitch": round(params.pitch, 3), "roll": round(params.roll, 3),
                   "occluded": int(occluded)}
     return image, landmarks, attributes

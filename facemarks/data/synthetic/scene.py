@@ -7,10 +7,10 @@ import math
 import cv2
 import numpy as np
 
-from facemarks.data.synthetic.raster import _SHIFT, _blend, _colour, _to_fixed
+from facemarks.data.synthetic.raster import SHIFT, blend, cv_colour, to_fixed
 
 
-def _background(params, size) -> np.ndarray:
+def background(params, size) -> np.ndarray:
     seed = params.background_seed
     if seed < 0:
         return np.full((size, size, 3), 128, np.uint8)
@@ -37,7 +37,7 @@ def _background(params, size) -> np.ndarray:
         r = rng.uniform(0.03, 0.3) * size
         if shape_kind == 0:
             box = cv2.boxPoints(((cx, cy), (r * 2, r * rng.uniform(0.2, 2)), rng.uniform(0, 180)))
-            cv2.fillConvexPoly(img, _to_fixed(box), col, cv2.LINE_AA, _SHIFT)
+            cv2.fillConvexPoly(img, to_fixed(box), col, cv2.LINE_AA, SHIFT)
         elif shape_kind == 1:
             axes = (int(r), int(r * rng.uniform(0.3, 1)))
             cv2.ellipse(img, (int(cx), int(cy)), axes, rng.uniform(0, 180), 0, 360, col, -1, cv2.LINE_AA)
@@ -51,7 +51,7 @@ def _background(params, size) -> np.ndarray:
     return img
 
 
-def _draw_body(image, params, camera, light):
+def draw_body(image, params, camera, light):
     """Long hair behind the head, shoulders and neck (behind the head; 1x, anti-aliased)."""
     look = params.look
     fw = params.shape.face_width
@@ -64,13 +64,13 @@ def _draw_body(image, params, camera, light):
         bottom = np.array([[95 * fw, length, -100.0], [60 * fw, length + 15, -100.0],
                            [-60 * fw, length + 15, -100.0], [-95 * fw, length, -100.0]])
         poly = camera.project(np.concatenate([top, bottom]))
-        cv2.fillPoly(image, [_to_fixed(poly)], _colour(hair * 0.6 * light.tint), cv2.LINE_AA, _SHIFT)
+        cv2.fillPoly(image, [to_fixed(poly)], cv_colour(hair * 0.6 * light.tint), cv2.LINE_AA, SHIFT)
     # Shoulders.
     clothes = np.asarray(look.clothes) * light.tint
     sh = np.array([[-60, 170, -70], [-150, 205, -70], [-210, 260, -70], [-230, 420, -70], [230, 420, -70],
                    [210, 260, -70], [150, 205, -70], [60, 170, -70]], dtype=np.float64)
     sh[:, 0] *= fw
-    cv2.fillPoly(image, [_to_fixed(camera.project(sh))], _colour(clothes * 0.8), cv2.LINE_AA, _SHIFT)
+    cv2.fillPoly(image, [to_fixed(camera.project(sh))], cv_colour(clothes * 0.8), cv2.LINE_AA, SHIFT)
     # Neck: a cylinder, in the jaw's shadow at the top and lighter further down.
     phi = np.linspace(0.0, 2.0 * np.pi, 24, endpoint=False)
     ring = np.stack([47 * fw * np.sin(phi), np.zeros_like(phi), -55.0 + 45.0 * np.cos(phi)], axis=1)
@@ -80,7 +80,7 @@ def _draw_body(image, params, camera, light):
     x1, y1 = np.minimum(np.ceil(hull.max(axis=0)).astype(int) + 2, size)
     if x1 > x0 and y1 > y0:
         mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(mask, [_to_fixed(hull - [x0, y0])], 255, cv2.LINE_AA, _SHIFT)
+        cv2.fillPoly(mask, [to_fixed(hull - [x0, y0])], 255, cv2.LINE_AA, SHIFT)
         top, bottom = camera.project(np.array([[0.0, 100.0, -10.0], [0.0, 175.0, -10.0]]))
         axis = bottom - top
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
@@ -88,12 +88,12 @@ def _draw_body(image, params, camera, light):
         shade = (0.42 + 0.4 * t) * (light.ambient + 0.6 * light.diffuse)
         skin = (np.asarray(look.skin) * light.tint).astype(np.float32)
         colour = np.clip(shade[..., None] * skin + 0.5, 0, 255).astype(np.uint8)
-        _blend(image[y0:y1, x0:x1], colour, mask)
+        blend(image[y0:y1, x0:x1], colour, mask)
 
 
-def _draw_glasses(image, params, camera, pts3):
+def draw_glasses(image, params, camera, pts3):
     look = params.look
-    colour = _colour(look.glasses_colour)
+    colour = cv_colour(look.glasses_colour)
     thick = max(1, int(round(camera.scale * 1.6)))
     phi = np.linspace(0, 2 * np.pi, 24, endpoint=False)
     centres = []
@@ -104,10 +104,10 @@ def _draw_glasses(image, params, camera, pts3):
         cos, sin = np.cos(phi), np.sin(phi)
         ring = c + np.stack([23.0 * np.sign(cos) * np.abs(cos) ** 0.7, 15.0 * np.sign(sin) * np.abs(sin) ** 0.7 + 2.0,
                              np.zeros_like(phi)], axis=1)
-        cv2.polylines(image, [_to_fixed(camera.project(ring))], True, colour, thick, cv2.LINE_AA, _SHIFT)
+        cv2.polylines(image, [to_fixed(camera.project(ring))], True, colour, thick, cv2.LINE_AA, SHIFT)
         centres.append(c)
     bridge = np.array([centres[0] + [14.0, -3.0, 0.0], centres[1] + [-14.0, -3.0, 0.0]])
-    cv2.polylines(image, [_to_fixed(camera.project(bridge))], False, colour, thick, cv2.LINE_AA, _SHIFT)
+    cv2.polylines(image, [to_fixed(camera.project(bridge))], False, colour, thick, cv2.LINE_AA, SHIFT)
 
 
 def _occluder_polygons(params, landmarks):
@@ -143,7 +143,7 @@ def _occluder_polygons(params, landmarks):
     return polys
 
 
-def _draw_occluder(image, params, landmarks) -> bool:
+def draw_occluder(image, params, landmarks) -> bool:
     """Draw the face's occluder (if any); True when it covers a landmark."""
     occ = params.occluder
     if occ is None:
@@ -157,7 +157,7 @@ def _draw_occluder(image, params, landmarks) -> bool:
         return False
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
     for poly in polys:
-        cv2.fillPoly(mask, [_to_fixed(poly - [x0, y0])], 255, cv2.LINE_AA, _SHIFT)
+        cv2.fillPoly(mask, [to_fixed(poly - [x0, y0])], 255, cv2.LINE_AA, SHIFT)
     rng = np.random.default_rng([occ.seed, 1])
     colour = np.asarray(occ.skin if occ.kind == "hand" else occ.colour, np.float32)
     ramp = np.linspace(-1, 1, size, dtype=np.float32)[y0:y1]
@@ -166,7 +166,7 @@ def _draw_occluder(image, params, landmarks) -> bool:
     if occ.texture > 0:
         noise = rng.normal(0, occ.texture, (size // 8 + 1, size // 8 + 1)).astype(np.float32)
         layer = layer + cv2.resize(noise, (size, size), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1, None]
-    _blend(image[y0:y1, x0:x1], np.clip(layer + 0.5, 0, 255).astype(np.uint8), mask)
+    blend(image[y0:y1, x0:x1], np.clip(layer + 0.5, 0, 255).astype(np.uint8), mask)
     # Occluded if any point lies under the occluder.
     ix = np.round(landmarks[:, 0]).astype(int) - x0
     iy = np.round(landmarks[:, 1]).astype(int) - y0
@@ -185,7 +185,7 @@ def _noise_tile(size: int) -> np.ndarray:
     return _NOISE_TILES[size]
 
 
-def _degrade(image, params) -> np.ndarray:
+def degrade(image, params) -> np.ndarray:
     """Camera and file degradations: low resolution, blur, motion blur, tone curve, sensor
     noise, JPEG. The blurs are centred, so they do not move the structure."""
     d = params.degrade

@@ -7,13 +7,13 @@ import math
 import cv2
 import numpy as np
 
-from facemarks.data.synthetic.head import _bumps
-from facemarks.data.synthetic.numeric import _gauss, _smoothstep
+from facemarks.data.synthetic.head import bumps
+from facemarks.data.synthetic.numeric import gauss, smoothstep, unit
 from facemarks.data.synthetic.params import Light
-from facemarks.data.synthetic.raster import _SHIFT, _to_fixed
+from facemarks.data.synthetic.raster import SHIFT, to_fixed
 
 
-class _Light:
+class Lighting:
     def __init__(self, light: Light):
         az, el = math.radians(light.azimuth), math.radians(light.elevation)
         self.direction = np.array([math.sin(az) * math.cos(el), -math.sin(el), math.cos(az) * math.cos(el)])
@@ -33,11 +33,7 @@ class _Light:
         return self.specular * np.clip(normals_cam @ self.half, 0.0, None) ** power
 
 
-def _unit(v):
-    return v / (np.linalg.norm(v, axis=-1, keepdims=True) + 1e-12)
-
-
-def _draw_quads(canvas, uv4, pts_cam, colours):
+def draw_quads(canvas, uv4, pts_cam, colours):
     """Painter's algorithm over a grid mesh: cull back faces, draw far to near."""
     p00, p01, p10, p11 = uv4[:-1, :-1], uv4[:-1, 1:], uv4[1:, :-1], uv4[1:, 1:]
     # Screen-space winding (y down) of front faces.
@@ -49,21 +45,21 @@ def _draw_quads(canvas, uv4, pts_cam, colours):
     order = idx[np.argsort(depth.ravel()[idx], kind="stable")]
     quads = np.stack([p00, p01, p11, p10], axis=-2).reshape(-1, 4, 2)[order]
     cols = np.clip(colours.reshape(-1, 3)[order], 0, 255).tolist()
-    for poly, col in zip(_to_fixed(quads), cols):
-        cv2.fillConvexPoly(canvas, poly, col, cv2.LINE_8, _SHIFT)
+    for poly, col in zip(to_fixed(quads), cols):
+        cv2.fillConvexPoly(canvas, poly, col, cv2.LINE_8, SHIFT)
 
 
-def _quad_normals(pts_cam):
+def quad_normals(pts_cam):
     d1 = pts_cam[1:, 1:] - pts_cam[:-1, :-1]
     d2 = pts_cam[1:, :-1] - pts_cam[:-1, 1:]
-    return _unit(np.cross(d1, d2))
+    return unit(np.cross(d1, d2))
 
 
-def _skin_texture(shape, rng, strength):
+def skin_texture(shape, rng, strength):
     return 1.0 + strength * rng.standard_normal(shape)
 
 
-def _shading_layer(params, camera, light, geo, to1, shape, tex_rng, spacing=2.5, sigma=1.1):
+def shading_layer(params, camera, light, geo, to1, shape, tex_rng, spacing=2.5, sigma=1.1):
     """Smooth-shaded head colours (h, w, 3) uint8 at 1x.
 
     Each visible quad of the head mesh is sampled every ~spacing pixels, coloured from
@@ -76,7 +72,7 @@ def _shading_layer(params, camera, light, geo, to1, shape, tex_rng, spacing=2.5,
     hair_col = np.asarray(look.hair) * light.tint
     mesh, valid, tmpl, hair_d = geo.mesh, geo.valid, geo.mesh_template, geo.hair
     cam = camera.to_camera(mesh)
-    normals = _unit(np.cross(np.gradient(cam, axis=1), np.gradient(cam, axis=0)))
+    normals = unit(np.cross(np.gradient(cam, axis=1), np.gradient(cam, axis=0)))
     uv = to1(camera.project(mesh))
     # Visible quads: valid and wound as front faces on screen.
     d1 = uv[1:, 1:] - uv[:-1, :-1]
@@ -84,7 +80,7 @@ def _shading_layer(params, camera, light, geo, to1, shape, tex_rng, spacing=2.5,
     front = valid & (d1[..., 0] * d2[..., 1] - d1[..., 1] * d2[..., 0] > 0)
     qi, qj = np.nonzero(front)
     # Every per-vertex quantity in one array, interpolated at the sample points at once.
-    ao = 1.0 - 0.12 * np.clip(-_bumps(tmpl[..., 0], tmpl[..., 1]) / 5.0, 0.0, 1.0)
+    ao = 1.0 - 0.12 * np.clip(-bumps(tmpl[..., 0], tmpl[..., 1]) / 5.0, 0.0, 1.0)
     beard = _beard_weight(tmpl) * look.beard if look.beard > 0 else np.zeros_like(ao)
     fields = np.concatenate([uv, cam[..., 2:3], normals, hair_d[..., None], ao[..., None], beard[..., None]], axis=-1)
     corners = np.stack([fields[qi, qj], fields[qi, qj + 1], fields[qi + 1, qj], fields[qi + 1, qj + 1]], axis=1)
@@ -98,8 +94,8 @@ def _shading_layer(params, camera, light, geo, to1, shape, tex_rng, spacing=2.5,
         weights = np.stack([(1 - fu) * (1 - fv), fu * (1 - fv), (1 - fu) * fv, fu * fv], axis=1)  # (sub^2, 4)
         samples.append(np.matmul(weights[None], corners[subs == sub]).reshape(-1, fields.shape[-1]))
     samples = np.concatenate(samples)
-    pos, depth, n = samples[:, 0:2], samples[:, 2], _unit(samples[:, 3:6])
-    hair = _smoothstep(1.5, -1.5, samples[:, 6])  # 1 under hair, a soft hairline
+    pos, depth, n = samples[:, 0:2], samples[:, 2], unit(samples[:, 3:6])
+    hair = smoothstep(1.5, -1.5, samples[:, 6])  # 1 under hair, a soft hairline
     ao, beard = samples[:, 7], samples[:, 8] * (1.0 - hair)
     shade = light.shade(n)
     spec = light.highlight(n) * 255.0
@@ -152,7 +148,7 @@ def _splat(shape, pos, distance, colours, sigma, hidden=15.0):
 
 def _beard_weight(tmpl):
     x, y = tmpl[..., 0], tmpl[..., 1]
-    chin = _smoothstep(52.0, 64.0, y) * (1.0 - _gauss(x, y, 0.0, 66.0, 26.0, 8.0))
-    cheeks = _smoothstep(30.0, 50.0, y) * _smoothstep(35.0, 55.0, np.abs(x))
-    moustache = _gauss(x, y, 0.0, 55.0, 24.0, 4.0)
+    chin = smoothstep(52.0, 64.0, y) * (1.0 - gauss(x, y, 0.0, 66.0, 26.0, 8.0))
+    cheeks = smoothstep(30.0, 50.0, y) * smoothstep(35.0, 55.0, np.abs(x))
+    moustache = gauss(x, y, 0.0, 55.0, 24.0, 4.0)
     return np.clip(np.maximum(np.maximum(chin, cheeks), moustache), 0.0, 1.0) * (tmpl[..., 2] > -75)

@@ -6,12 +6,12 @@ import math
 
 import numpy as np
 
-from facemarks.data.synthetic.head import _template_points
-from facemarks.data.synthetic.numeric import _gauss, _smoothstep
+from facemarks.data.synthetic.head import template_points
+from facemarks.data.synthetic.numeric import gauss, smoothstep
 from facemarks.data.synthetic.params import FaceParams
 
 
-def _warp(p, shape, expression):
+def warp(p, shape, expression):
     """Apply identity and expression to template points p (..., 3) -> deformed points."""
     p = np.array(p, dtype=np.float64, copy=True)
     x, y, z = p[..., 0], p[..., 1], p[..., 2]
@@ -23,35 +23,35 @@ def _warp(p, shape, expression):
     # --- expression first (defined on the template layout) ---
     smile = expression.smile
     if smile:
-        g = _gauss(ax, y, 27.0, 66.0, 9.0, 9.0)
+        g = gauss(ax, y, 27.0, 66.0, 9.0, 9.0)
         dx += smile * 3.5 * sx * g
         dy += -smile * 5.0 * g
         dz += -smile * 2.0 * g
-        cheek = _gauss(ax, y, 36.0, 40.0, 13.0, 14.0)
+        cheek = gauss(ax, y, 36.0, 40.0, 13.0, 14.0)
         dy += -smile * 2.0 * cheek
         dz += smile * 2.5 * cheek
-        dy += -smile * 1.2 * _gauss(ax, y, 32.0, 3.5, 10.0, 2.5)  # squint: lower lids up
+        dy += -smile * 1.2 * gauss(ax, y, 32.0, 3.5, 10.0, 2.5)  # squint: lower lids up
     brow = expression.brow
     if brow:
         g = np.exp(-(((y + 19.0) / 10.0) ** 4)) * np.exp(-(((ax - 36.0) / 32.0) ** 4))
         if brow > 0:
             dy += -6.0 * brow * g
         else:
-            inner = g * _gauss(ax, y, 14.0, -18.0, 14.0, 12.0)
+            inner = g * gauss(ax, y, 14.0, -18.0, 14.0, 12.0)
             dy += 4.0 * (-brow) * inner
             dx += -3.0 * (-brow) * sx * inner
     opening = expression.mouth_open
     if opening:
         # Lower jaw rotation about the hinge (y=12, z=-82); weight 1 below the lip line.
         width = 0.3 + 0.8 * np.maximum(ax - 24.0, 0.0)
-        m = _smoothstep(-width, width, y + dy - 66.4)
+        m = smoothstep(-width, width, y + dy - 66.4)
         hinge = np.array([12.0, -82.0])
         angle = opening / math.hypot(115.0 - hinge[0], 3.0 - hinge[1]) * m
         ry, rz = y - hinge[0], z - hinge[1]
         ca, sa = np.cos(angle), np.sin(angle)  # the chin swings down and back
         dy += (ry * ca + rz * sa) - ry
         dz += (rz * ca - ry * sa) - rz + 0.4 * opening * m  # the condyle also slides forward
-        dy += -0.08 * opening * _gauss(x, y, 0.0, 63.0, 16.0, 4.0)  # upper lip lifts a little
+        dy += -0.08 * opening * gauss(x, y, 0.0, 63.0, 16.0, 4.0)  # upper lip lifts a little
     x, y, z = x + dx, y + dy, z + dz
     # --- identity: smooth local scalings and shifts ---
     ax = np.abs(x)
@@ -81,7 +81,7 @@ def _warp(p, shape, expression):
     x = x * (1.0 + (shape.mouth_width - 1.0) * np.exp(-band(68.0, 12.0) - x4 * (1.0 / 40.0**4)))
     g_lips = np.exp(-band(66.0, 14.0) - x4 * (1.0 / 35.0**4))
     y = 66.0 + (y - 66.0) * (1.0 + (shape.lip_thickness - 1.0) * g_lips)
-    x = x * (1.0 + (shape.jaw_width - 1.0) * _smoothstep(20.0, 100.0, y))
+    x = x * (1.0 + (shape.jaw_width - 1.0) * smoothstep(20.0, 100.0, y))
     y = np.where(y > 35.0, 35.0 + (y - 35.0) * shape.face_length, y)
     y = np.where(y < -20.0, -20.0 + (y + 20.0) * shape.forehead, y)
     x = x * shape.face_width
@@ -97,7 +97,7 @@ def _warp(p, shape, expression):
     return out
 
 
-def _close_eyes(pts, amounts):
+def close_eyes(pts, amounts):
     """Move upper-lid points towards the lower lid (amount 1 = closed, as annotated in 300W)."""
     for (upper_a, upper_b, lower_a, lower_b), amount in zip(((37, 38, 41, 40), (44, 43, 46, 47)), amounts):
         if amount <= 0:
@@ -113,5 +113,5 @@ def face_points_3d(params: FaceParams) -> np.ndarray:
 
     The jaw points are the rim points; `render_face` moves far-side ones to the silhouette.
     """
-    pts = _template_points(params.shape.nose_height)
-    return _close_eyes(_warp(pts, params.shape, params.expression), params.expression.eye_close)
+    pts = template_points(params.shape.nose_height)
+    return close_eyes(warp(pts, params.shape, params.expression), params.expression.eye_close)
