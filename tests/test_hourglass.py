@@ -1,5 +1,6 @@
 """Heatmap models: the stacked hourglass (facemarks.models.hourglass) and the light
-single-stage models (facemarks.models.heatmap), and a short heatmap training run."""
+single-stage models (facemarks.models.heatmap): shapes, schemes, decoders, feature layers,
+and a short heatmap training run."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import time
 import pytest
 import torch
 
-from facemarks import schemes
+from facemarks import models, schemes
+from facemarks.codecs import heatmap as hm
+from facemarks.errors import UnknownNameError
 from facemarks.models.heatmap import CoordConv, coordinate_channels, dsnet_heatmap, resnet18_heatmap
 from facemarks.models.hourglass import StackedHourglass, hourglass
 from facemarks.registry import LOSSES, MODELS
 
 
 def small_hourglass(**kwargs) -> StackedHourglass:
-    options = {"input_size": 64, "stacks": 2, "channels": 64, "scheme": "300w"}
+    options = {"input_size": 64, "stacks": 2, "channels": 64, "scheme": schemes.get("300w")}
     options.update(kwargs)
     return hourglass(68, **options)
 
@@ -118,7 +121,8 @@ def test_second_stack_sees_the_first_stacks_boundaries():
 
 @pytest.mark.parametrize("input_size,heatmap_size", [(64, 32), (64, 8), (112, 28)])
 def test_hourglass_heatmap_sizes(input_size, heatmap_size):
-    model = hourglass(5, input_size=input_size, stacks=1, channels=32, heatmap_size=heatmap_size, scheme="5pt")
+    model = hourglass(5, input_size=input_size, stacks=1, channels=32, heatmap_size=heatmap_size,
+                      scheme=schemes.get("5pt"))
     output = model(torch.rand(2, 3, input_size, input_size))
     assert output["heatmaps"][0].shape == (2, 5, heatmap_size, heatmap_size)
     assert output["boundaries"][0].shape == (2, 1, heatmap_size, heatmap_size)
@@ -169,7 +173,7 @@ def test_input_is_normalised_inside_the_model():
 @pytest.mark.parametrize("factory,input_size", [(resnet18_heatmap, 64), (dsnet_heatmap, 96), (dsnet_heatmap, 100)])
 def test_light_models_shapes_and_channels_last(factory, input_size):
     torch.manual_seed(0)
-    model = factory(68, input_size=input_size, boundary=True, scheme="300w").eval()
+    model = factory(68, input_size=input_size, boundary=True, scheme=schemes.get("300w")).eval()
     images = torch.rand(2, 3, input_size, input_size)
     output = model(images)
     size = input_size // 4
@@ -219,8 +223,8 @@ def dot_images(generator, batch: int, size: int = 64):
 
 def test_short_training_run_learns_dot_positions():
     torch.manual_seed(0)
-    model = hourglass(5, input_size=64, stacks=1, channels=32, scheme="5pt")
-    loss_fn = LOSSES.get("awing")(input_size=64)
+    model = hourglass(5, input_size=64, stacks=1, channels=32, scheme=schemes.get("5pt"))
+    loss_fn = LOSSES.get("awing")(input_size=64, scheme=schemes.get("5pt"))
     val_images, val_points = dot_images(torch.Generator().manual_seed(1), 32)
 
     def validation_error() -> float:
@@ -237,7 +241,8 @@ def test_short_training_run_learns_dot_positions():
     started = time.time()
     for _ in range(140):
         images, points = dot_images(train_generator, 16)
-        loss = loss_fn(model(images), points)
+        output = model(images)
+        loss = loss_fn(output, loss_fn.targets(points, output))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -245,3 +250,76 @@ def test_short_training_run_learns_dot_positions():
     assert time.time() - started < 120
     assert before > 15.0  # an untrained model is far off (dots are ~20 px from the centre)
     assert after < 0.25 * before and after < 5.0, (before, after)
+
+
+# --------------------------------------------------------------------------- schemes, decoders, feature layers
+
+
+HEATMAP_MODELS = {
+    "hourglass": dict(input_size=64, stacks=2, channels=32),
+    "resnet18_heatmap": dict(input_size=64, deconv_channels=32),
+    "dsnet_heatmap": dict(input_size=64, width=16),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HEATMAP_MODELS))
+def test_builders_take_a_scheme_object_none_or_a_legacy_name(name):
+    wflw = schemes.get("wflw")
+    custom = schemes.Scheme("custom98", 98, wflw.flip_permutation, wflw.outer_eye_corners, wflw.left_eye,
+                            wflw.right_eye, boundaries={"brow": (33, 34, 35), "nose": (51, 52, 53, 54)})
+    counts = {}
+    for label, scheme in [("object", wflw), ("none", None), ("name", "wflw"), ("custom", custom)]:
+        model = models.create(name, 98, scheme=scheme, boundary=True, **HEATMAP_MODELS[name])
+        counts[label] = model.num_boundaries
+    assert counts == {"object": len(wflw.boundaries), "none": len(wflw.boundaries), "name": len(wflw.boundaries),
+                      "custom": 2}
+
+
+def test_decode_selects_the_decoder_without_changing_the_model():
+    model = dsnet_heatmap(5, input_size=64, width=16, decoder="argmax")
+    # Off-grid Gaussians: argmax (quarter-pixel shift) and dark (sub-pixel) decode differently.
+    points = torch.tensor([[[0.31, 0.62], [0.5, 0.5], [0.27, 0.33], [0.7, 0.44], [0.58, 0.71]]])
+    output = {"heatmaps": [hm.render_gaussians(points, 16, 1.0)]}
+    for decoder in ("argmax", "dark", "soft_argmax"):
+        assert torch.equal(model.decode(output, decoder=decoder), hm.decode(output["heatmaps"][-1], decoder))
+    assert torch.equal(model.decode(output), hm.decode(output["heatmaps"][-1], "argmax"))  # the model's default
+    assert not torch.allclose(model.decode(output, decoder="dark"), model.decode(output), atol=1e-3)
+    assert (model.decode(output, decoder="dark") - points).abs().max() < 0.01
+    assert model.decoder == "argmax"
+    with pytest.raises(AttributeError):
+        model.decoder = "dark"  # the default is fixed at construction
+    with pytest.raises(UnknownNameError, match="unknown heatmap decoder 'nope'; valid: argmax, dark, soft_argmax"):
+        model.decode(output, decoder="nope")
+    with pytest.raises(UnknownNameError, match="valid: argmax, dark, soft_argmax"):
+        dsnet_heatmap(5, input_size=64, decoder="nope")
+
+
+@pytest.mark.parametrize("name", sorted(HEATMAP_MODELS))
+def test_feature_layers_resolve_to_4d_feature_maps_shallow_to_deep(name):
+    torch.manual_seed(0)
+    model = models.create(name, 68, boundary=True, **HEATMAP_MODELS[name]).eval()
+    layers = model.feature_layers
+    assert isinstance(layers, tuple) and len(layers) >= 3 and len(set(layers)) == len(layers)
+    seen = []
+    for layer in layers:
+        module = model.get_submodule(layer)
+        module.register_forward_hook(lambda m, i, out, layer=layer: seen.append((layer, out)))
+    with torch.no_grad():
+        model(torch.rand(2, 3, 64, 64))
+    # Each layer runs once per forward, in the listed (shallow to deep) order.
+    assert [layer for layer, _ in seen] == list(layers)
+    for layer, out in seen:
+        assert isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[0] == 2, layer
+    # The deepest feature map is at the heatmap resolution.
+    assert seen[-1][1].shape[-2:] == (model.heatmap_size, model.heatmap_size)
+
+
+def test_feature_layers_cover_every_block():
+    assert dsnet_heatmap(68, input_size=64).feature_layers == (
+        "stem", "stages.0.0", "stages.1.0", "stages.1.1", "stages.2.0", "stages.2.1", "stages.3.0", "stages.3.1",
+        "smooth")
+    assert resnet18_heatmap(68, input_size=64, deconv_channels=32).feature_layers == (
+        "backbone.layer1.0", "backbone.layer1.1", "backbone.layer2.0", "backbone.layer2.1", "backbone.layer3.0",
+        "backbone.layer3.1", "deconv.2", "deconv.5")
+    assert hourglass(68, input_size=64, stacks=3, channels=32).feature_layers == (
+        "stem", "hourglass_stacks.0.features", "hourglass_stacks.1.features", "hourglass_stacks.2.features")

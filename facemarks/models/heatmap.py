@@ -104,8 +104,7 @@ class HeatmapModel(LandmarkModel):
 
     Subclasses implement `predict(x)` on normalised images, returning the output dict, and
     `feature_layers`. Attributes (besides LandmarkModel's): heatmap_size, num_boundaries,
-    decoder (the default decoder name, fixed at construction: pass `decoder=` to `decode`
-    to use another).
+    decoder (the default decoder's name, read-only: pass `decoder=` to `decode` for another).
     """
 
     kind = "heatmap"
@@ -116,7 +115,13 @@ class HeatmapModel(LandmarkModel):
         DECODERS.get(decoder)  # an unknown name fails here, listing the valid ones
         self.heatmap_size = heatmap_size
         self.num_boundaries = num_boundaries
-        self.decoder = decoder
+        self._decoder = decoder
+
+    @property
+    def decoder(self) -> str:
+        """The decoder `decode` uses by default, fixed when the model is built (a checkpoint
+        records it); a property without a setter, so no caller can change it behind others."""
+        return self._decoder
 
     def predict(self, x: torch.Tensor) -> dict:
         raise NotImplementedError
@@ -236,6 +241,14 @@ class SimpleBaseline(HeatmapModel):
     def predict(self, x: torch.Tensor) -> dict:
         return _single_stack_output(*self.head(self.deconv(self.backbone(x))))
 
+    @property
+    def feature_layers(self) -> tuple[str, ...]:
+        """The backbone's residual blocks, then each deconvolution stage (its ReLU)."""
+        blocks = [f"backbone.{layer}.{i}" for layer in ("layer1", "layer2", "layer3")
+                  for i in range(len(getattr(self.backbone, layer)))]
+        deconvs = [f"deconv.{i}" for i, layer in enumerate(self.deconv) if isinstance(layer, nn.ReLU)]
+        return tuple(blocks + deconvs)
+
 
 @MODELS.register("resnet18_heatmap", kind="heatmap", takes_scheme=True)
 def resnet18_heatmap(num_points: int, input_size: int = 256, pretrained: str | None = None,
@@ -313,6 +326,13 @@ class DSHeatmapNet(HeatmapModel):
             top = lateral_map + F.interpolate(top, size=lateral_map.shape[-2:], mode="bilinear", align_corners=False)
         top = F.relu(top)
         return _single_stack_output(*self.head(self.smooth(top)))
+
+    @property
+    def feature_layers(self) -> tuple[str, ...]:
+        """The stem, every encoder block (strides 2 to 16), then the stride-4 smoothing block
+        that sees the whole feature pyramid."""
+        blocks = [f"stages.{i}.{j}" for i, stage in enumerate(self.stages) for j in range(len(stage))]
+        return ("stem", *blocks, "smooth")
 
 
 @MODELS.register("dsnet_heatmap", kind="heatmap", takes_scheme=True)

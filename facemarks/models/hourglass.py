@@ -171,6 +171,12 @@ class StackedHourglass(HeatmapModel):
             output["boundaries"] = boundaries
         return output
 
+    @property
+    def feature_layers(self) -> tuple[str, ...]:
+        """The stem, then each stack's features (its hourglass, residual and 1x1 block, the
+        input of its heatmap and boundary layers)."""
+        return ("stem", *(f"hourglass_stacks.{s}.features" for s in range(self.stacks)))
+
 
 @MODELS.register("hourglass", kind="heatmap", takes_scheme=True)
 def hourglass(num_points: int, input_size: int = 256, stacks: int = 4, channels: int = 256, boundary: bool = True,
