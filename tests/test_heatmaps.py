@@ -346,6 +346,64 @@ def test_coordinate_term_in_input_pixels():
     assert torch.isfinite(output["heatmaps"][0].grad).all()
 
 
+def model_output_and_points(boundary=True):
+    """A real heatmap model's output (dsnet_heatmap, 68 points, 13 boundaries) and points."""
+    from facemarks import models
+
+    torch.manual_seed(11)
+    model = models.create("dsnet_heatmap", 68, input_size=64, width=16, boundary=boundary,
+                          scheme=schemes.get("300w")).eval()
+    g = torch.Generator().manual_seed(12)
+    with torch.no_grad():
+        output = model(torch.rand(2, 3, 64, 64, generator=g))
+    # Make the predictions comparable to the targets (an untrained model outputs ~0).
+    output = {key: [maps + torch.rand(maps.shape, generator=g) for maps in stacks] for key, stacks in output.items()}
+    return output, 0.2 + 0.6 * torch.rand(2, 68, 2, generator=g)
+
+
+@pytest.mark.parametrize("spec", ["heatmap_mse:boundary_weight=0.5", "awing", "awing:coord_weight=0.1,sigma=1.5"])
+def test_targets_then_forward_equals_the_single_call_on_a_model_output(spec, monkeypatch):
+    from facemarks.losses import build_loss
+
+    output, points = model_output_and_points()
+    loss = build_loss(spec, input_size=64, scheme=schemes.get("300w"))
+    targets = loss.targets(points, output)
+    assert set(targets) == {"points", "heatmaps", "boundaries"}
+    assert targets["heatmaps"].shape == (2, 68, 16, 16) and targets["boundaries"].shape == (2, 13, 16, 16)
+    single = loss(output, points)
+    visible = torch.rand(2, 68, generator=torch.Generator().manual_seed(13)) > 0.3
+    single_visible = loss(output, points, visible)
+    # forward only compares: with the renderers disabled it still gives the same values.
+    import facemarks.losses.heatmap as heatmap_losses
+
+    def no_rendering(*args, **kwargs):
+        raise AssertionError("forward rendered targets")
+
+    monkeypatch.setattr(heatmap_losses, "render_gaussians", no_rendering)
+    monkeypatch.setattr(heatmap_losses, "draw_boundaries", no_rendering)
+    assert loss(output, targets).item() == single.item()
+    assert loss(output, targets, visible).item() == single_visible.item()
+
+
+def test_heatmap_loss_targets_against_the_codec():
+    """The loss's targets are the codec's Gaussians and boundary maps of the points at the
+    output's resolution, and the loss is the formula of HeatmapLoss on them."""
+    output, points = model_output_and_points()
+    loss = LOSSES.get("heatmap_mse")(input_size=64, boundary_weight=0.5, sigma=1.5, boundary_sigma=2.0)
+    targets = loss.targets(points, output)
+    gaussians = hm.render_gaussians(points, 16, 1.5)
+    boundaries = hm.draw_boundaries(points, schemes.get("300w"), 16, 2.0)
+    assert torch.equal(targets["points"], points)
+    assert torch.allclose(targets["heatmaps"], gaussians) and torch.allclose(targets["boundaries"], boundaries)
+    expected = ((output["heatmaps"][0] - gaussians) ** 2).mean() + 0.5 * ((output["boundaries"][0] - boundaries) ** 2).mean()
+    assert loss(output, targets).item() == pytest.approx(expected.item(), rel=1e-6)
+    # Without a boundary branch (or with boundary_weight 0) there are no boundary targets.
+    plain_output, _ = model_output_and_points(boundary=False)
+    assert set(loss.targets(points, plain_output)) == {"points", "heatmaps"}
+    no_boundaries = LOSSES.get("heatmap_mse")(input_size=64, boundary_weight=0)
+    assert set(no_boundaries.targets(points, output)) == {"points", "heatmaps"}
+
+
 def test_loss_registry_and_errors():
     assert {"awing", "heatmap_mse"} <= set(LOSSES.names())
     with pytest.raises(ValueError, match="target must be"):
