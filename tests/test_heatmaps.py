@@ -8,6 +8,7 @@ the code under test.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -421,3 +422,19 @@ def test_gaussian_blur_equals_zero_padded_convolution():
     kernel2d = (kernel[:, None] * kernel[None, :]) / kernel.sum() ** 2
     expected = torch.nn.functional.conv2d(maps.unsqueeze(1), kernel2d.view(1, 1, 7, 7), padding=radius).squeeze(1)
     assert torch.allclose(hm.gaussian_blur(maps, sigma), expected, atol=1e-12)
+
+
+def test_heatmap_losses_take_a_scheme_object():
+    from facemarks.losses import build_loss
+
+    output, points = model_output_and_points()
+    by_object = build_loss("heatmap_mse", 64, scheme=schemes.get("300w")).targets(points, output)
+    by_count = build_loss("heatmap_mse", 64).targets(points, output)  # None: the built-in 68-point scheme
+    assert torch.equal(by_object["boundaries"], by_count["boundaries"])
+    with pytest.raises(TypeError, match="Scheme or None"):
+        build_loss("heatmap_mse", 64, scheme="300w").targets(points, output)
+    with pytest.raises(ValueError, match="scheme 'wflw' has 98 points, not 68"):
+        build_loss("heatmap_mse", 64, scheme=schemes.get("wflw")).targets(points, output)
+    jaw_only = dataclasses.replace(schemes.get("300w"), boundaries={"jaw": tuple(range(17))})
+    with pytest.raises(ValueError, match="13 boundary maps but scheme '300w' has 1 boundaries"):
+        build_loss("heatmap_mse", 64, scheme=jaw_only).targets(points, output)

@@ -71,6 +71,8 @@ def boundary_scheme(scheme: schemes.Scheme | None, num_points: int) -> schemes.S
         return schemes.for_num_points(num_points)
     if not isinstance(scheme, schemes.Scheme):
         raise TypeError(f"scheme must be a facemarks.schemes.Scheme or None, got {scheme!r}")
+    if scheme.num_points != num_points:
+        raise ValueError(f"scheme {scheme.name!r} has {scheme.num_points} points, not {num_points}")
     return scheme
 
 

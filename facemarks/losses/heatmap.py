@@ -60,8 +60,7 @@ class HeatmapLoss(Loss):
     it is in heatmap pixels at any resolution, so a 16 x 16 map's Gaussians cover the
     same fraction of a pixel grid and 4x that fraction of the face.
     scheme: the landmark Scheme whose boundaries the model predicts; None: the built-in
-    scheme with N points. (A scheme name is still accepted,
-    resolved with schemes.get, for callers that pass names.)
+    scheme with N points.
     """
 
     name = "heatmap"
@@ -77,7 +76,7 @@ class HeatmapLoss(Loss):
         super().__init__()
         self.input_size = check_input_size(input_size)
         self.params = self.check_params(params)
-        self.scheme = schemes.get(scheme) if isinstance(scheme, str) else scheme
+        self.scheme = scheme  # checked by the codec (boundary_scheme) when targets are drawn
         self.coord_loss = build_loss(coord_loss, input_size) if self.params["coord_weight"] else None
 
     def elementwise(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
