@@ -17,13 +17,9 @@ from pathlib import Path
 
 import torch
 
-from facemarks.data import cache as crop_cache
+from facemarks.data import formats
 from facemarks.engine import config as cfg
-from facemarks import schemes
-from facemarks.engine import trainer as train
-from facemarks.data.samplers import EpochSampler
-from facemarks.data.dataset import FaceCrops, make_loader
-from facemarks.data.splits import load_splits
+from facemarks.engine import trainer
 
 SHARED_300W = Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
 
@@ -58,43 +54,34 @@ def main() -> None:
     parser.add_argument("--no-channels-last", action="store_true")
     args = parser.parse_args()
 
-    torch.set_num_threads(args.threads)
     config = cfg.Config()
     config.data.spec = args.data
-    train.apply_data_defaults(config)
-    config.input_size, config.batch_size = args.input_size, args.batch_size
-    config.model.name = args.model
-    splits = load_splits(config)
-    scheme = schemes.get(splits["train"][0].scheme)
-    crops = crop_cache.build(splits["train"], args.input_size, config.crop_margin)
-    faces = FaceCrops(crops, args.input_size, config.crop_margin, train.augment_config(config),
-                      scheme.flip_permutation, seed=0)
-
-    torch.manual_seed(0)
-    model, _ = train.build_model(config, scheme.num_points, scheme.name)
-    memory_format = torch.contiguous_format if args.no_channels_last else torch.channels_last
-    model = model.to(memory_format=memory_format).train()
-    criterion = train.build_criterion(args.loss, args.input_size, scheme.name)
-    optimizer = train.build_optimizer(model, config.optim)
+    config.data.train_split, config.data.val_split, config.data.test_split = formats.default_splits(args.data)
+    config.input_size, config.batch_size, config.threads = args.input_size, args.batch_size, args.threads
+    config.data.num_workers, config.channels_last = args.workers, not args.no_channels_last
+    config.model.name, config.losses = args.model, [args.loss]
+    entry = cfg.validate(config, "command line")[0]
+    # The trainer's own run: the same crop cache, dataset, sampler, task and optimizer as `train`.
+    run = trainer.prepare(config, entry, 0, Path("/nonexistent"), None, progress=False, write=False)
+    num_points = run.scheme.num_points
 
     def step(batch):
-        train.train_step(model, criterion, optimizer, batch, "cpu", memory_format, config.optim.grad_clip)
+        trainer.train_step(run, batch)
 
     fixed = {"image": torch.randint(0, 256, (args.batch_size, 3, args.input_size, args.input_size), dtype=torch.uint8),
-             "points": torch.rand(args.batch_size, scheme.num_points, 2)}
+             "points": torch.rand(args.batch_size, num_points, 2)}
+    run.task.train()
     model_alone = measure(step, lambda: iter(lambda: fixed, None), args.seconds)
-
-    sampler = EpochSampler(len(faces), seed=0)
-    loader = make_loader(faces, sampler, args.batch_size, args.workers, drop_last=True)
     epoch = [0]
 
     def epochs():
         epoch[0] += 1
-        faces.set_epoch(epoch[0])
-        sampler.set_epoch(epoch[0])
-        return loader
+        run.train_set.set_epoch(epoch[0])
+        run.sampler.set_epoch(epoch[0])
+        return run.loader
 
     pipeline = measure(step, epochs, args.seconds)
+    faces = run.train_set
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{args.threads} threads, {args.workers} loader workers")
     print(f"model {args.model} at {args.input_size} px, batch {args.batch_size}, loss {args.loss}, "

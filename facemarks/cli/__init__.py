@@ -13,9 +13,9 @@ from facemarks.errors import FacemarksError
 # command -> (module, one-line help)
 COMMANDS = {
     "data": ("facemarks.cli.data", "inspect datasets: `data info FORMAT:PATH`, `data synth DIR`"),
-    "train": ("facemarks.engine.trainer", "train one model with one loss"),
-    "evaluate": ("facemarks.engine.evaluate", "evaluate a checkpoint on a dataset split"),
-    "compare": ("facemarks.experiments.compare", "train one model per loss under identical conditions and report"),
+    "train": ("facemarks.cli.train", "train one model with one loss"),
+    "evaluate": ("facemarks.cli.evaluate", "evaluate a checkpoint on a dataset split"),
+    "compare": ("facemarks.cli.compare", "train one model per loss under identical conditions and report"),
     "predict": ("facemarks.cli.predict", "find faces and landmarks in images or a video"),
     "export": ("facemarks.inference.onnx", "export a checkpoint to ONNX with a parity check"),
     "bench": ("facemarks.inference.bench", "measure faces/s, size and multiply-adds of models"),

@@ -34,3 +34,56 @@ def add_cache_dir(parser) -> None:
 
 def add_out(parser, required: bool = False, help_text: str = "output folder") -> None:
     parser.add_argument("--out", required=required, metavar="DIR", help=help_text)
+
+
+# ----------------------------------------------------------------------------- train / compare
+
+
+def add_training_arguments(parser) -> None:
+    """Options shared by `train` and `compare`; each overrides the config file's value."""
+    parser.add_argument("--config", help="YAML config (see configs/); defaults to the CPU synthetic profile")
+    parser.add_argument("--data", help="FORMAT:PATH (300w:DIR, wflw:DIR, cofw:FILE, csv:FILE, jsonl:FILE) or synthetic")
+    parser.add_argument("--model", help="model name (see `facemarks bench --list`)")
+    parser.add_argument("--pretrained", help="local file of torchvision-format ImageNet weights for the backbone")
+    parser.add_argument("--input-size", type=int)
+    parser.add_argument("--epochs", type=int)
+    add_batch_size(parser, default=None, help_text="faces per training step")
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--optimizer", help="sgd or adamw")
+    add_threads(parser)
+    add_cache_dir(parser)
+    add_out(parser, required=True)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args):
+    """The config file (or the defaults: the CPU profile on synthetic data) with the command
+    line's overrides, validated; returns (config, entries)."""
+    from facemarks.data import formats
+    from facemarks.engine import config as cfg
+
+    config = cfg.load(args.config) if args.config else cfg.Config()
+    overrides = {
+        ("data", "spec"): args.data, ("model", "name"): args.model, ("model", "pretrained"): args.pretrained,
+        ("input_size",): args.input_size, ("epochs",): args.epochs, ("batch_size",): args.batch_size,
+        ("optim", "lr"): args.lr, ("optim", "optimizer"): args.optimizer, ("threads",): args.threads,
+        ("data", "cache_dir"): args.cache_dir,
+    }
+    for path, value in overrides.items():
+        if value is not None:
+            target = config
+            for part in path[:-1]:
+                target = getattr(target, part)
+            setattr(target, path[-1], value)
+    if args.data and not args.config:  # the format's standard splits
+        cfg.validate(config, "command line")  # the spec must parse before it is asked
+        data = config.data
+        data.train_split, data.val_split, data.test_split = formats.default_splits(data.spec)
+    return config
+
+
+def command_line(argv=None) -> str:
+    import shlex
+    import sys
+
+    return "facemarks " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))

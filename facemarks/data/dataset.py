@@ -17,14 +17,14 @@ class FaceCrops(Dataset):
 
     Items: {"image": uint8 (3, S, S), "points": float32 (N, 2) normalised to [0, 1] of the
     input, "matrix": float64 (2, 3) cache -> input pixels, "index": int}. With augment=None
-    the item is the plain crop used for evaluation.
+    the item is the plain crop used for evaluation. The crop is whatever the cache's crop
+    policy made (box or aligned); augmentation is drawn from (seed, epoch, index).
     """
 
-    def __init__(self, cache: CropCache, input_size: int, crop_margin: float,
-                 augment: augment.AugmentConfig | None, flip_permutation, seed: int = 0):
+    def __init__(self, cache: CropCache, input_size: int, augment: augment.AugmentConfig | None = None,
+                 flip_permutation=None, seed: int = 0):
         self.cache = cache
         self.input_size = input_size
-        self.crop_margin = crop_margin
         self.augment = augment
         self.flip_permutation = None if flip_permutation is None else np.asarray(flip_permutation)
         self.seed = seed
@@ -42,8 +42,8 @@ class FaceCrops(Dataset):
         else:
             params = augment.sample_augmentation(np.random.default_rng([self.seed, self.epoch, index]), self.augment)
         image, points, matrix = augment.augment_sample(
-            np.asarray(self.cache.images[index]), self.cache.points[index], self.cache.boxes[index], params,
-            self.input_size, self.crop_margin, self.flip_permutation)
+            np.asarray(self.cache.images[index]), self.cache.points[index], self.cache.windows[index], params,
+            self.input_size, self.cache.window_margin, self.flip_permutation)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "points": torch.from_numpy(to_normalized(points, self.input_size).astype(np.float32)),

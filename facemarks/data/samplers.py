@@ -5,6 +5,11 @@ sample's augmentation from (seed, epoch, sample index), never from a shared glob
 generator. Two runs with the same seed therefore see the same batches in the same order
 with the same augmentation draws, whatever their loss, and a resumed run sees what an
 uninterrupted one would have seen.
+
+A sampler is chosen by name (`data.sampler` in the config) from the SAMPLERS registry. Each
+one only says which samples an epoch visits, in which order (`epoch_order`); the base class
+shards that order over distributed ranks. A weighted or pose-balanced sampler is a new
+subclass with its own `epoch_order`; nothing else changes.
 """
 
 from __future__ import annotations
@@ -14,18 +19,19 @@ import math
 import numpy as np
 from torch.utils.data import Sampler
 
+from facemarks.registry import SAMPLERS
 
-class EpochSampler(Sampler):
-    """A permutation drawn from (seed, epoch), sharded over distributed ranks.
 
-    Every rank gets len/world samples (the permutation is padded by wrapping around), so
-    all ranks run the same number of steps.
+class ShardedSampler(Sampler):
+    """An epoch's order (drawn from seed and epoch), sharded over distributed ranks.
+
+    Every rank gets len/world samples (the order is padded by wrapping around), so all
+    ranks run the same number of steps.
     """
 
-    def __init__(self, num_samples: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1):
-        self.num_samples = num_samples
+    def __init__(self, samples: list, seed: int, rank: int = 0, world_size: int = 1):
+        self.samples = samples
         self.seed = seed
-        self.shuffle = shuffle
         self.rank = rank
         self.world_size = world_size
         self.epoch = 0
@@ -33,16 +39,36 @@ class EpochSampler(Sampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def epoch_order(self) -> np.ndarray:
+        """Indices of the samples this epoch visits, in order (all ranks together)."""
+        raise NotImplementedError
+
+    def epoch_length(self) -> int:
+        return len(self.samples)
+
     def __len__(self) -> int:
-        return math.ceil(self.num_samples / self.world_size)
+        return math.ceil(self.epoch_length() / self.world_size)
 
     def __iter__(self):
-        if self.shuffle:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.num_samples)
-        else:
-            order = np.arange(self.num_samples)
-        total = len(self) * self.world_size
-        order = np.resize(order, total)  # wrap around so every rank has as many samples
+        order = np.resize(self.epoch_order(), len(self) * self.world_size)  # wrap so ranks get as many
         return iter(order[self.rank::self.world_size].tolist())
 
 
+@SAMPLERS.register("uniform")
+class EpochSampler(ShardedSampler):
+    """Every sample once per epoch, in a permutation drawn from (seed, epoch)."""
+
+    def __init__(self, samples, seed: int, rank: int = 0, world_size: int = 1, shuffle: bool = True):
+        if isinstance(samples, int):  # a count is enough for a uniform sampler
+            samples = range(samples)
+        super().__init__(samples, seed, rank, world_size)
+        self.shuffle = shuffle
+
+    def epoch_order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.samples))
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.samples))
+
+
+def build_sampler(name: str, samples: list, seed: int, rank: int = 0, world_size: int = 1) -> ShardedSampler:
+    return SAMPLERS.get(name)(samples, seed, rank=rank, world_size=world_size)

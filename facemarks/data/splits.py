@@ -12,9 +12,8 @@ from facemarks.errors import DataError
 VALIDATION_HOLDOUT_SEED = 20181
 
 
-def load_splits(config) -> dict:
-    """Samples of the train, val and test splits named in the config."""
-    data = config.data
+def load_splits(data) -> dict:
+    """Samples of the train, val and test splits named in a DataConfig (`config.data`)."""
     train = list(formats.load(data.spec, data.train_split))
     if data.val_split:
         val = list(formats.load(data.spec, data.val_split))

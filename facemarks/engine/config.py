@@ -1,19 +1,30 @@
-"""Run configuration: plain YAML files mapped onto dataclasses.
+"""Run configuration: plain YAML files mapped onto typed dataclasses, validated before any work.
 
-Every run writes the exact configuration it used (`config.yaml`) next to its results, so
+`load(path)` reads a file; `validate(config, source)` checks every value (types from the
+dataclass annotations, ranges, registered names, each compare entry's model and loss and
+their compatibility) and returns the parsed entries, so a bad value stops a run with one
+line naming the key before any data is read or any model is trained. Every run writes the
+exact configuration it used (`config.yaml`) next to its results, so
 `facemarks compare --config runs/x/config.yaml` repeats it.
+
+Compare entries (`losses:`) are written either as strings -- a loss spec for the config's
+model (`wing:w=10,epsilon=2`) or `MODEL+LOSS` (`dsnet_heatmap+awing`) -- or as mappings
+that need no string parsing: `{model: dsnet, loss: wing, params: {w: 10, epsilon: 2}}`
+(`model` may itself be a mapping `{name, kwargs, pretrained}`; `name` sets the label).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from facemarks import fileio
-from facemarks.errors import DataError
+from facemarks.errors import ConfigError, DataError, FacemarksError, UnknownNameError
 
 
 @dataclass
@@ -25,6 +36,7 @@ class DataConfig:
     test_split: str = "test"
     cache_dir: str | None = None     # crop cache; default $FACEMARKS_CACHE or ~/.cache/facemarks
     num_workers: int = 0             # DataLoader worker processes (0: load in the training process)
+    sampler: str = "uniform"         # order of training samples (facemarks.data.samplers)
 
 
 @dataclass
@@ -32,6 +44,16 @@ class ModelConfig:
     name: str = "dsnet"
     kwargs: dict = field(default_factory=dict)
     pretrained: str | None = None    # local file of torchvision-format ImageNet weights
+
+
+@dataclass
+class CropConfig:
+    """How faces are cut out (facemarks.geometry.crop): "box" (square around the face box,
+    side max(w, h) * (1 + margin)) or "align" (similarity onto a five-point template)."""
+
+    policy: str = "box"
+    margin: float = 0.25              # box crops
+    template: list | None = None      # align crops: 5 (x, y) normalised points; None: the default
 
 
 @dataclass
@@ -56,14 +78,28 @@ class OptimConfig:
 
 
 @dataclass
+class TaskConfig:
+    """What training optimises (facemarks.engine.task): "landmark" (the model and its loss) or
+    "distill" (a student learning from the data and from a frozen teacher checkpoint)."""
+
+    name: str = "landmark"
+    teacher: str | None = None       # distill: the teacher's checkpoint file
+    data_weight: float = 1.0         # distill: weight of the loss on the annotations
+    output_weight: float = 1.0       # distill: MSE between student and teacher outputs
+    feature_weight: float = 1.0      # distill: MSE between feature maps (1x1-conv adapted)
+    features: list | None = None     # distill: [[student_layer, teacher_layer], ...]; None: every student block
+
+
+@dataclass
 class Config:
     name: str = "facemarks"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    crop: CropConfig = field(default_factory=CropConfig)
     input_size: int = 96
-    crop_margin: float = 0.25         # the square crop's side is max(w, h) of the box * (1 + margin)
     augment: AugmentSettings = field(default_factory=AugmentSettings)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
     losses: list = field(default_factory=lambda: ["mpd", "huber", "wing:w=10,epsilon=2"])
     epochs: int = 30
     batch_size: int = 32
@@ -73,32 +109,70 @@ class Config:
     threads: int | None = None        # torch intra-op threads; None keeps torch's default
 
 
-def _build(cls, values: dict, source: str, where: str):
+@dataclass
+class Entry:
+    """One compared configuration: a model (with its kwargs) and a loss with its parameters."""
+
+    label: str
+    model: ModelConfig
+    loss: str
+    params: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _build(cls, values, source: str, where: str):
     if not isinstance(values, dict):
-        raise DataError(source, f"{where or 'config'} must be a mapping, got {type(values).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
+        raise ConfigError(source, where.rstrip(".") or "config", f"must be a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(hints))
     if unknown:
-        raise DataError(source, f"unknown key(s) {', '.join(where + k for k in unknown)}; "
-                                f"valid: {', '.join(sorted(fields))}")
+        raise ConfigError(source, where + unknown[0], f"unknown key; valid: {', '.join(sorted(hints))}")
     kwargs = {}
     for name, value in values.items():
-        default = getattr(cls(), name)
-        if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value, source, f"{where}{name}.")
+        if dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = _build(hints[name], value, source, f"{where}{name}.")
         else:
-            kwargs[name] = value
+            kwargs[name] = _coerce(value, hints[name], source, where + name)
     return cls(**kwargs)
 
 
+def _coerce(value, annotation, source: str, key: str):
+    """`value` checked against a field's annotation (int, float, str, bool, list, dict, X | None)."""
+    allowed = typing.get_args(annotation) or (annotation,)
+    if value is None and type(None) in allowed:
+        return None
+    for kind in allowed:
+        if kind is float and isinstance(value, str):
+            try:  # YAML 1.1 reads 1e-4 (no dot) as text
+                value = float(value)
+            except ValueError:
+                continue
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind in (str, bool, list, dict) and isinstance(value, kind):
+            return value
+    names = " or ".join("null" if k is type(None) else k.__name__ for k in allowed)
+    raise ConfigError(source, key, f"must be {names}, got {value!r}")
+
+
 def from_dict(values: dict, source: str = "<config>") -> Config:
-    config = _build(Config, values or {}, source, "")
-    if isinstance(config.seeds, int):  # `seeds: 3` means seeds 0, 1, 2
-        config.seeds = list(range(config.seeds))
-    return config
+    values = dict(values or {})
+    if "crop_margin" in values:  # the first format's key
+        values.setdefault("crop", {})["margin"] = values.pop("crop_margin")
+    if isinstance(values.get("seeds"), int) and not isinstance(values["seeds"], bool):
+        values["seeds"] = list(range(values["seeds"]))  # `seeds: 3` means seeds 0, 1, 2
+    return _build(Config, values, source, "")
 
 
 def load(path) -> Config:
+    """Read and validate a YAML config (ConfigError / DataError naming the file)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "config file not found")
@@ -106,7 +180,9 @@ def load(path) -> Config:
         values = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise DataError(path, f"not valid YAML: {exc}") from exc
-    return from_dict(values, str(path))
+    config = from_dict(values, str(path))
+    validate(config, str(path))
+    return config
 
 
 def to_dict(config: Config) -> dict:
@@ -115,3 +191,164 @@ def to_dict(config: Config) -> dict:
 
 def save(config: Config, path) -> None:
     fileio.write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def crop_policy_of(config: Config):
+    from facemarks.geometry.crop import crop_policy
+
+    spec = {"policy": config.crop.policy}
+    if config.crop.policy == "box":
+        spec["margin"] = config.crop.margin
+    elif config.crop.template is not None:
+        spec["template"] = tuple(tuple(p) for p in config.crop.template)
+    return crop_policy(spec)
+
+
+# ----------------------------------------------------------------------------- entries
+
+
+def parse_entry(entry, config: Config, source: str, key: str) -> Entry:
+    """A compare entry (string or mapping, see the module docstring) as an Entry."""
+    from facemarks.losses import parse_loss_spec
+
+    if isinstance(entry, dict):
+        return _entry_from_mapping(entry, config, source, key)
+    if not isinstance(entry, str) or not entry.strip():
+        raise ConfigError(source, key, f"an entry is a loss spec, MODEL+LOSS or a mapping, got {entry!r}")
+    model_name, _, spec = entry.rpartition("+")
+    try:
+        loss, params = parse_loss_spec(spec)
+    except ValueError as exc:
+        raise ConfigError(source, key, str(exc)) from None
+    return Entry(entry, _model_for(model_name.strip() or config.model.name, config), loss, params)
+
+
+def _entry_from_mapping(entry: dict, config: Config, source: str, key: str) -> Entry:
+    unknown = sorted(set(entry) - {"model", "loss", "params", "name"})
+    if unknown:
+        raise ConfigError(source, f"{key}.{unknown[0]}", "unknown key; valid: loss, model, name, params")
+    if not isinstance(entry.get("loss"), str):
+        raise ConfigError(source, f"{key}.loss", f"must name a loss, got {entry.get('loss')!r}")
+    params = entry.get("params") or {}
+    if not isinstance(params, dict):
+        raise ConfigError(source, f"{key}.params", f"must be a mapping, got {params!r}")
+    model = entry.get("model", config.model.name)
+    if isinstance(model, dict):
+        model = _build(ModelConfig, model, source, f"{key}.model.")
+    elif isinstance(model, str):
+        model = _model_for(model, config)
+    else:
+        raise ConfigError(source, f"{key}.model", f"must be a model name or mapping, got {model!r}")
+    label = entry.get("name") or f"{model.name}+{entry['loss']}" + (
+        ":" + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
+    return Entry(str(label), model, entry["loss"], dict(params))
+
+
+def _model_for(name: str, config: Config) -> ModelConfig:
+    # The config's own model keeps its kwargs and pretrained weights; another model named
+    # in an entry string has none (write the entry as a mapping to give it some).
+    return copy_model(config.model) if name == config.model.name else ModelConfig(name=name)
+
+
+def copy_model(model: ModelConfig) -> ModelConfig:
+    return ModelConfig(model.name, dict(model.kwargs), model.pretrained)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def validate(config: Config, source: str = "<config>") -> list[Entry]:
+    """Check the whole config and every entry; return the entries. Raises ConfigError naming
+    the key (and the entry) with the valid choices. Reads no data and builds no model."""
+    _check_ranges(config, source)
+    _check_names(config, source)
+    if not config.losses:
+        raise ConfigError(source, "losses", "needs at least one entry")
+    entries = [parse_entry(e, config, source, f"losses[{i}]") for i, e in enumerate(config.losses)]
+    for i, entry in enumerate(entries):
+        check_entry(entry, source, f"losses[{i}] ({entry.label})")
+    labels = [e.label for e in entries]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(source, "losses", f"entries must differ; repeated: {sorted({x for x in labels if labels.count(x) > 1})}")
+    _check_task(config, source)
+    return entries
+
+
+def check_entry(entry: Entry, source: str, key: str) -> None:
+    from facemarks import losses, models
+
+    try:
+        model_kind = models.kind(entry.model.name)
+        losses.check_loss(entry.loss, entry.params)
+        loss_kind = losses.loss_kind(entry.loss)
+    except (UnknownNameError, ValueError) as exc:
+        raise ConfigError(source, key, str(exc)) from None
+    if model_kind != loss_kind:
+        raise ConfigError(source, key, f"model {entry.model.name!r} is a {model_kind} model but loss {entry.loss!r} "
+                                       f"is a {loss_kind} loss; pair heatmap models with heatmap losses "
+                                       f"(awing, heatmap_mse) and regression models with point losses")
+    if entry.model.pretrained and not Path(entry.model.pretrained).is_file():
+        raise ConfigError(source, f"{key} model.pretrained", f"file not found: {entry.model.pretrained}")
+
+
+_POSITIVE_INT = ("input_size", "epochs", "batch_size")
+
+
+def _check_ranges(config: Config, source: str) -> None:
+    def require(ok: bool, key: str, message: str):
+        if not ok:
+            raise ConfigError(source, key, message)
+
+    for key in _POSITIVE_INT:
+        require(getattr(config, key) >= 1, key, f"must be a positive integer, got {getattr(config, key)}")
+    require(config.input_size >= 16, "input_size", f"must be at least 16 pixels, got {config.input_size}")
+    require(config.threads is None or config.threads >= 1, "threads", f"must be >= 1 or null, got {config.threads}")
+    require(bool(config.seeds) and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in config.seeds),
+            "seeds", f"must be a non-empty list of non-negative integers (or a count), got {config.seeds}")
+    data, optim = config.data, config.optim
+    require(0 < data.val_fraction < 1, "data.val_fraction", f"must be in (0, 1), got {data.val_fraction}")
+    require(data.num_workers >= 0, "data.num_workers", f"must be >= 0, got {data.num_workers}")
+    require(optim.lr > 0 and math.isfinite(optim.lr), "optim.lr", f"must be a positive number, got {optim.lr}")
+    require(0 <= optim.momentum < 1, "optim.momentum", f"must be in [0, 1), got {optim.momentum}")
+    require(optim.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {optim.weight_decay}")
+    require(optim.warmup_epochs >= 0, "optim.warmup_epochs", f"must be >= 0, got {optim.warmup_epochs}")
+    require(0 < optim.gamma <= 1, "optim.gamma", f"must be in (0, 1], got {optim.gamma}")
+    require(optim.grad_clip is None or optim.grad_clip > 0, "optim.grad_clip", f"must be > 0 or null, got {optim.grad_clip}")
+    milestones = optim.milestones
+    require(all(isinstance(m, (int, float)) and 0 < m < 1 for m in milestones) and milestones == sorted(milestones),
+            "optim.milestones", f"must be increasing fractions of training in (0, 1), got {milestones}")
+
+
+def _check_names(config: Config, source: str) -> None:
+    from facemarks import models
+    from facemarks.data import formats
+    from facemarks.data.augment import AugmentConfig
+    from facemarks.registry import OPTIMIZERS, SAMPLERS, SCHEDULES, TASKS
+
+    checks = [("data.sampler", SAMPLERS, config.data.sampler), ("optim.optimizer", OPTIMIZERS, config.optim.optimizer),
+              ("optim.schedule", SCHEDULES, config.optim.schedule), ("task.name", TASKS, config.task.name)]
+    for key, registry, name in checks:
+        if name not in registry:
+            raise ConfigError(source, key, str(UnknownNameError(registry.kind, name, registry.names())))
+    for key, check in (("model.name", lambda: models.kind(config.model.name)),
+                       ("crop", lambda: crop_policy_of(config)),
+                       ("augment.params", lambda: AugmentConfig.from_dict(config.augment.params)),
+                       ("data.spec", lambda: formats.parse_spec(config.data.spec))):
+        try:
+            check()
+        except (FacemarksError, ValueError, TypeError) as exc:
+            raise ConfigError(source, key, str(exc)) from None
+
+
+def _check_task(config: Config, source: str) -> None:
+    task = config.task
+    if task.name != "distill":
+        return
+    if not task.teacher or not Path(task.teacher).is_file():
+        raise ConfigError(source, "task.teacher", f"distillation needs the teacher's checkpoint file, got {task.teacher!r}")
+    for key in ("data_weight", "output_weight", "feature_weight"):
+        if getattr(task, key) < 0:
+            raise ConfigError(source, f"task.{key}", f"must be >= 0, got {getattr(task, key)}")
+    if task.features is not None and not all(isinstance(p, list) and len(p) == 2 and all(isinstance(n, str) for n in p)
+                                             for p in task.features):
+        raise ConfigError(source, "task.features", "must be a list of [student_layer, teacher_layer] pairs")

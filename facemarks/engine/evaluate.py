@@ -1,61 +1,59 @@
 """Evaluate a landmark model on a dataset split: predictions mapped back to the source
 images, NME under every normalisation, failure rate, AUC and per-subset figures.
 
-`facemarks evaluate CHECKPOINT --data FORMAT:PATH --split NAME [--out DIR]`
+Crops follow the checkpoint's crop policy. An aligned-crop model (the second stage of a
+cascade) needs points to align on: a first stage's predictions (`first_stage=CHECKPOINT`),
+or, as an oracle stated in the result, the ground truth.
 """
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from facemarks.data import cache as crop_cache
-from facemarks.engine import checkpoint as ckpt
 from facemarks import metrics, schemes
-from facemarks.data import formats as datasets
-from facemarks import geometry as transforms
+from facemarks.data import cache as crop_cache
+from facemarks.data import formats
 from facemarks.data.dataset import FaceCrops
+from facemarks.engine.checkpoint import Checkpoint
+from facemarks.errors import CheckpointError, DataError
+from facemarks.geometry.affine import compose
+from facemarks.geometry.coords import mirror_normalized, to_source
 
+# The order in which results list the normalisations (inter-ocular first: the headline).
 NORMS = ("image", "inter_ocular", "inter_pupil", "box")
 
 
 @torch.no_grad()
-def predict_crops(model, crops: crop_cache.CropCache, input_size: int, crop_margin: float,
-                  batch_size: int = 64, channels_last: bool = False, device="cpu",
-                  flip_permutation=None) -> dict:
+def predict_crops(model, crops: crop_cache.CropCache, input_size: int, batch_size: int = 64,
+                  channels_last: bool = False, device="cpu", flip_permutation=None, decoder: str | None = None) -> dict:
     """Predict every face of a crop cache (plain crops, no augmentation).
 
     With `flip_permutation` (the scheme's), also predicts the mirrored crop and averages the
     two after mirroring back and relabelling ("flip test", a standard test-time augmentation).
+    decoder: heatmap models' decoder for this call (None: the model's default).
 
     Returns {"input": (n, N, 2) predictions normalised to the input, "gt_input": the truth in
     the same coordinates, "source": predictions in source-image pixels}.
     """
     model.eval()
-    faces = FaceCrops(crops, input_size, crop_margin, augment=None, flip_permutation=None)
-    loader = DataLoader(faces, batch_size=batch_size, shuffle=False)
+    loader = DataLoader(FaceCrops(crops, input_size), batch_size=batch_size, shuffle=False)
     pred_norm, gt_norm, source = [], [], []
     for batch in loader:
         images = batch["image"].to(device).float().div_(255)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        output = model.decode(model(images))
+        output = model.decode(model(images), decoder)
         if flip_permutation is not None:
-            mirrored = model.decode(model(images.flip(-1)))[:, list(flip_permutation)]
-            mirrored[..., 0] = 1 - mirrored[..., 0]  # u -> S - 1 - u in pixels is x -> 1 - x normalised
-            output = (output + mirrored) / 2
+            mirrored = model.decode(model(images.flip(-1)), decoder)[:, list(flip_permutation)]
+            output = (output + mirror_normalized(mirrored)) / 2
         output = output.float().cpu().numpy().astype(np.float64)
-        for pred, index, cache_to_input in zip(output, batch["index"].tolist(), batch["matrix"].numpy()):
-            source_to_input = transforms.compose(cache_to_input, crops.to_cache[index])
-            pred_px = transforms.from_normalized(pred, input_size)
-            source.append(transforms.apply_to_points(transforms.invert(source_to_input), pred_px))
+        to_input = [compose(m, crops.to_cache[i]) for m, i in zip(batch["matrix"].numpy(), batch["index"].tolist())]
+        source.append(to_source(output, np.stack(to_input), input_size))
         pred_norm.append(output)
         gt_norm.append(batch["points"].numpy().astype(np.float64))
-    return {"input": np.concatenate(pred_norm), "gt_input": np.concatenate(gt_norm), "source": np.stack(source)}
+    return {"input": np.concatenate(pred_norm), "gt_input": np.concatenate(gt_norm), "source": np.concatenate(source)}
 
 
 def face_errors(predictions: dict, samples: list, scheme) -> dict:
@@ -85,40 +83,52 @@ def summarize(errors: dict, samples: list) -> dict:
     return summary
 
 
-def load_model(path, device="cpu"):
-    """Rebuild the model of a checkpoint. Returns (model, checkpoint dict)."""
-    from facemarks.inference.predictor import build_model
-
-    checkpoint = ckpt.load(path)
-    return build_model(checkpoint, path).to(device), checkpoint
-
-
 def evaluate_checkpoint(path, data_spec: str, split: str, batch_size: int = 64, cache_dir=None,
-                        flip_test: bool = False, decoder: str | None = None) -> dict:
-    model, checkpoint = load_model(path)
-    if decoder:
-        if getattr(model, "kind", "") != "heatmap":
-            raise ckpt.CheckpointError(path, f"--decoder applies to heatmap models; this one is {model.kind}")
-        model.decoder = decoder
-    samples = list(datasets.load(data_spec, split))
-    scheme = schemes.get(checkpoint["scheme"])
+                        flip_test: bool = False, decoder: str | None = None, device: str = "cpu",
+                        first_stage=None) -> dict:
+    """Evaluate checkpoint `path` on `data_spec` [split]; see the module docstring for the
+    aligned-crop reference points (`first_stage`)."""
+    checkpoint = Checkpoint.load(path)
+    if decoder and checkpoint.kind != "heatmap":
+        raise CheckpointError(path, f"--decoder applies to heatmap models; this one is {checkpoint.kind}")
+    model = checkpoint.build_model(device)
+    samples = list(formats.load(data_spec, split))
+    scheme = checkpoint.scheme
     if samples[0].landmarks.shape[0] != scheme.num_points:
-        raise datasets.DataError(data_spec, f"has {samples[0].landmarks.shape[0]} points per face; "
-                                            f"the checkpoint predicts {scheme.num_points}")
-    crops = crop_cache.build(samples, checkpoint["input_size"], checkpoint["crop_margin"], root=cache_dir)
-    predictions = predict_crops(model, crops, checkpoint["input_size"], checkpoint["crop_margin"], batch_size,
+        raise DataError(data_spec, f"has {samples[0].landmarks.shape[0]} points per face; "
+                                   f"the checkpoint predicts {scheme.num_points}")
+    reference, reference_name = reference_points(checkpoint, samples, first_stage, batch_size, cache_dir, device)
+    crops = crop_cache.build(samples, checkpoint.input_size, checkpoint.crop, root=cache_dir,
+                             reference_points=reference)
+    predictions = predict_crops(model, crops, checkpoint.input_size, batch_size, device=device, decoder=decoder,
                                 flip_permutation=scheme.flip_permutation if flip_test else None)
     errors = face_errors(predictions, samples, scheme)
     return {"checkpoint": str(path), "data": data_spec, "split": split, "faces": len(samples), "flip_test": flip_test,
-            "decoder": getattr(model, "decoder", None),
+            "decoder": decoder or checkpoint.decoder, "crop": checkpoint.crop.to_dict(), "crop_reference": reference_name,
             "summary": summarize(errors, samples),
-            "per_face": {"image_path": [s.image_path for s in samples],
-                         **{k: v.tolist() for k, v in errors.items()}}}
+            "per_face": {"image_path": [s.image_path for s in samples], **{k: v.tolist() for k, v in errors.items()}}}
+
+
+def reference_points(checkpoint: Checkpoint, samples: list, first_stage, batch_size: int, cache_dir, device):
+    """(points or None, description) an aligned crop is computed from; box crops need none."""
+    if checkpoint.crop.needs != "points":
+        return None, "box"
+    if first_stage is None:
+        return None, "ground truth (oracle: no first stage given)"
+    stage1 = Checkpoint.load(first_stage)
+    if stage1.crop.needs != "box":
+        raise CheckpointError(first_stage, "a first stage must crop from face boxes")
+    crops = crop_cache.build(samples, stage1.input_size, stage1.crop, root=cache_dir)
+    found = predict_crops(stage1.build_model(device), crops, stage1.input_size, batch_size, device=device)
+    if stage1.scheme.num_points != 5:
+        return schemes.to_5pt(found["source"], stage1.scheme), f"first stage {first_stage}"
+    return found["source"], f"first stage {first_stage}"
 
 
 def format_summary(result: dict) -> str:
     flip = ", flip test" if result["flip_test"] else ""
     flip += f", decoder {result['decoder']}" if result["decoder"] else ""
+    flip += f", aligned on {result['crop_reference']}" if result["crop_reference"] != "box" else ""
     lines = [f"{result['data']} [{result['split']}]: {result['faces']} faces, checkpoint {result['checkpoint']}{flip}",
              "| NME norm | mean % | median % | FR@0.1 % | AUC@0.1 |", "|---|---|---|---|---|"]
     for norm in NORMS:
@@ -129,27 +139,3 @@ def format_summary(result: dict) -> str:
         lines.append(f"| subset {name} (inter-ocular, {s['n']} faces) | {100 * s['mean']:.2f} | "
                      f"{100 * s['median']:.2f} | {100 * s['fr']:.2f} | {s['auc']:.4f} |")
     return "\n".join(lines)
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("checkpoint", help="a facemarks checkpoint (.pt)")
-    parser.add_argument("--data", required=True, help="FORMAT:PATH, e.g. 300w:../shared/data/300w")
-    parser.add_argument("--split", default="test", help="split to evaluate (e.g. common, test)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--flip-test", action="store_true",
-                        help="average the predictions of each crop and its mirror image")
-    parser.add_argument("--decoder", choices=["argmax", "dark", "soft_argmax"],
-                        help="heatmap models: how points are read off the heatmaps (default: the model's)")
-    parser.add_argument("--out", help="write evaluation.json (with per-face errors) into this folder")
-
-
-def run(args) -> int:
-    result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.batch_size, flip_test=args.flip_test,
-                                 decoder=args.decoder)
-    print(format_summary(result))
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "evaluation.json").write_text(json.dumps(result, indent=1))
-        print(f"wrote {out / 'evaluation.json'}")
-    return 0

@@ -1,41 +1,48 @@
-"""Train one landmark model with one loss.
+"""The training loop: optimizer, schedule, checkpoints, logging, DDP, divergence check.
 
-`facemarks train --config FILE [--loss SPEC] [--seed N] --out DIR [--resume]`
+`fit(config, entry, seed, out_dir)` trains one compare entry (a model and a loss, see
+facemarks.engine.config.Entry) for one seed. What is optimised is the task's business
+(facemarks.engine.task); which faces and crops it sees is the data's (crop cache, crop
+policy, sampler). The loop is the same for all of them.
 
 The same code runs under `torchrun --nproc_per_node=N -m facemarks train ...` with PyTorch's
 DistributedDataParallel (gloo on CPU, NCCL on GPU): each rank takes every N-th sample of the
-epoch's permutation and gradients are averaged; rank 0 validates, logs and writes checkpoints.
+epoch's order and gradients are averaged; rank 0 validates, logs and writes checkpoints.
+The best checkpoint by validation NME is `best.pt`; `last.pt` is written every epoch and is
+what `resume` continues from, ending with exactly the weights of an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import inspect
+import io
 import json
 import math
-import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-import torch.distributed as dist
 
-from facemarks.data import cache as crop_cache
-from facemarks.engine import checkpoint as ckpt
-from facemarks.engine import config as cfg
 from facemarks import losses, models, schemes
-from facemarks import geometry as transforms
-from facemarks.data import augment
-from facemarks.data.samplers import EpochSampler
+from facemarks.data import cache as crop_cache
+from facemarks.data.augment import AugmentConfig
 from facemarks.data.dataset import FaceCrops, make_loader
+from facemarks.data.samplers import build_sampler
 from facemarks.data.splits import load_splits
-from facemarks.errors import FacemarksError
+from facemarks.engine import config as cfg
+from facemarks.engine import distributed
+from facemarks.engine.checkpoint import Checkpoint, ModelSpec
 from facemarks.engine.evaluate import face_errors, predict_crops
-from facemarks.registry import LOSSES, MODELS
+from facemarks.engine.optim import build_optimizer, learning_rate
+from facemarks.errors import CheckpointError, FacemarksError
+from facemarks.fileio import write_text
+from facemarks.geometry.affine import apply_to_points
+from facemarks.geometry.coords import to_normalized
+from facemarks.registry import TASKS
 
 
 class TrainingDiverged(FacemarksError):
@@ -43,122 +50,216 @@ class TrainingDiverged(FacemarksError):
 
 
 @dataclass
-class Distributed:
-    rank: int = 0
-    world_size: int = 1
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+class RunState:
+    history: list = field(default_factory=list)
+    best_val_nme: float = math.inf
+    start_epoch: int = 0
 
 
-def setup_distributed(device: str = "auto") -> Distributed:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return Distributed(device=torch.device("cuda" if use_cuda else "cpu"))
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-    return Distributed(rank, world_size, torch.device(f"cuda:{local_rank}" if use_cuda else "cpu"))
+@dataclass
+class Run:
+    """What one training run is made of (built once by `prepare`)."""
+
+    config: cfg.Config
+    entry: cfg.Entry
+    seed: int
+    out_dir: Path
+    ddp: distributed.Distributed
+    scheme: schemes.Scheme
+    val_cache: crop_cache.CropCache
+    val_samples: list
+    train_set: FaceCrops
+    sampler: object
+    loader: object
+    task: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    memory_format: torch.memory_format
 
 
-def build_model(config: cfg.Config, num_points: int, scheme_name: str):
-    kwargs = dict(config.model.kwargs)
-    # Heatmap models with boundary branches need the scheme's boundaries.
-    if "scheme" in inspect.signature(MODELS.get(config.model.name)).parameters:
-        kwargs.setdefault("scheme", scheme_name)
-    model = models.create(config.model.name, num_points, input_size=config.input_size, **kwargs)
-    if config.model.pretrained:
-        models.load_pretrained_backbone(model, config.model.pretrained)
-    return model, kwargs
+def fit(config: cfg.Config, entry: cfg.Entry | str, seed: int, out_dir, resume: bool = False,
+        progress: bool = True, splits: dict | None = None, record_batches: bool = False,
+        on_epoch_end=None) -> dict:
+    """Train `entry` with `seed` into `out_dir`; returns the run's summary (history, best
+    checkpoint, and with record_batches the fingerprint of every batch). `on_epoch_end`
+    is called on rank 0 with the history after every epoch's checkpoint and log are written."""
+    if isinstance(entry, str):
+        entry = cfg.parse_entry(entry, config, "entry", "entry")
+    run = prepare(config, entry, seed, Path(out_dir), splits, progress)
+    state = restore(run) if resume else RunState()
+    bar = _progress_bar(run, state, progress)
+    digests: list[str] = []
+    for epoch in range(state.start_epoch, config.epochs):
+        started = time.time()
+        terms, lr = train_epoch(run, epoch, bar, digests if record_batches else None)
+        if run.ddp.is_main:
+            end_epoch(run, state, epoch, terms, lr, time.time() - started, bar)
+            if on_epoch_end:
+                on_epoch_end(state.history)
+        run.ddp.barrier()
+    if bar is not None:
+        bar.close()
+    return {"entry": entry.label, "seed": seed, "history": state.history, "best_val_nme": state.best_val_nme,
+            "checkpoint": str(run.out_dir / "best.pt"), "out_dir": str(run.out_dir), "batch_digests": digests,
+            "rank": run.ddp.rank, "world_size": run.ddp.world_size}
 
 
-def build_criterion(loss_spec: str, input_size: int, scheme_name: str):
-    # Heatmap losses draw boundary targets from the scheme; point losses take no scheme.
-    factory = LOSSES.get(losses.parse_loss_spec(loss_spec)[0])
-    extra = {"scheme": scheme_name} if "scheme" in inspect.signature(factory).parameters else {}
-    return losses.build_loss(loss_spec, input_size=input_size, **extra)
+def prepare(config: cfg.Config, entry: cfg.Entry, seed: int, out_dir: Path, splits, progress: bool,
+            write: bool = True) -> Run:
+    """Everything a run needs: caches, dataset, sampler, loader, task, optimizer; with `write`,
+    the output folder and its config.yaml (rank 0)."""
+    ddp = distributed.setup()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    cv2.setNumThreads(1)  # per-sample warps are tiny; OpenCV's thread pool would fight torch's
+    splits = splits or load_splits(config.data)
+    scheme = schemes.get(splits["train"][0].scheme)
+    policy = cfg.crop_policy_of(config)
+    build = lambda split: crop_cache.build(splits[split], config.input_size, policy,  # noqa: E731
+                                           root=config.data.cache_dir, progress=progress and ddp.is_main)
+    train_cache, val_cache = ddp.main_first(lambda: (build("train"), build("val")))
+    augment = AugmentConfig.from_dict(config.augment.params) if config.augment.enabled else None
+    train_set = FaceCrops(train_cache, config.input_size, augment, scheme.flip_permutation, seed)
+    sampler = build_sampler(config.data.sampler, splits["train"], seed, ddp.rank, ddp.world_size)
+    loader = make_loader(train_set, sampler, max(1, config.batch_size // ddp.world_size),
+                         config.data.num_workers, drop_last=True)
+    if len(loader) == 0:
+        raise FacemarksError(f"training split has {len(train_set)} faces, fewer than one batch of {config.batch_size}")
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    task = build_task(config, entry, scheme, train_cache, seed, ddp.device, memory_format)
+    optimizer = build_optimizer(task.parameters(), config.optim)
+    if ddp.is_main and write:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(config, out_dir / "config.yaml")
+    return Run(config, entry, seed, out_dir, ddp, scheme, val_cache, splits["val"], train_set, sampler, loader,
+               ddp.wrap(task), optimizer, memory_format)
 
 
-def build_optimizer(model, optim: cfg.OptimConfig):
-    # No weight decay on biases and normalisation parameters (standard practice).
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if optim.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=False)
-    if optim.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=optim.lr)
-    raise ValueError(f"unknown optimizer {optim.optimizer!r}; use 'sgd' or 'adamw'")
+def build_task(config: cfg.Config, entry: cfg.Entry, scheme, train_cache, seed: int, device, memory_format):
+    """The entry's model (same initial weights for every loss of a seed, output started at the
+    mean training shape) and loss, inside the configured task."""
+    torch.manual_seed(seed)
+    model = models.create(entry.model.name, scheme.num_points, scheme=scheme, input_size=config.input_size,
+                          **entry.model.kwargs)
+    if entry.model.pretrained:
+        models.load_pretrained_backbone(model, entry.model.pretrained)
+    if model.kind == "regression":
+        model.init_mean_shape(mean_shape(train_cache, config.input_size))
+    model = model.to(device, memory_format=memory_format)
+    criterion = losses.build_loss(entry.loss, input_size=config.input_size, params=entry.params, scheme=scheme)
+    return TASKS.get(config.task.name)(config, model, criterion.to(device), device)
 
 
-def learning_rate(optim: cfg.OptimConfig, step: int, total_steps: int, steps_per_epoch: int) -> float:
-    """Linear warm-up, then cosine decay to 0 or steps at fractions of training."""
-    warmup = int(optim.warmup_epochs * steps_per_epoch)
-    if step < warmup:
-        return optim.lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total_steps - warmup)
-    if optim.schedule == "cosine":
-        return optim.lr * 0.5 * (1 + math.cos(math.pi * progress))
-    if optim.schedule == "step":
-        return optim.lr * optim.gamma ** sum(step >= m * total_steps for m in optim.milestones)
-    raise ValueError(f"unknown schedule {optim.schedule!r}; use 'cosine' or 'step'")
-
-
-def mean_shape(crops: crop_cache.CropCache, input_size: int, crop_margin: float) -> np.ndarray:
-    """Mean training shape in normalised input coordinates (plain crops): the regression
+def mean_shape(crops: crop_cache.CropCache, input_size: int) -> np.ndarray:
+    """Mean training shape in normalised input coordinates of the plain crops: the regression
     output's initial bias, so training starts from a face rather than a point."""
-    shapes = [transforms.to_normalized(transforms.apply_to_points(
-        transforms.crop_matrix(box, input_size, margin=crop_margin), points), input_size)
-        for box, points in zip(crops.boxes, crops.points)]
-    return np.mean(shapes, axis=0)
+    return np.mean([to_normalized(apply_to_points(crops.plain_matrix(i, input_size), crops.points[i]), input_size)
+                    for i in range(len(crops))], axis=0)
 
 
-def augment_config(config: cfg.Config):
-    if not config.augment.enabled:
-        return None
-    return augment.AugmentConfig.from_dict(config.augment.params)
+def restore(run: Run) -> RunState:
+    """Continue from OUT/last.pt (if present), refusing another entry's or seed's file."""
+    path = run.out_dir / "last.pt"
+    if not path.is_file():
+        return RunState()
+    saved = Checkpoint.load(path)
+    written_by = saved.training.get("entry", saved.training.get("loss"))
+    if written_by not in (run.entry.to_dict(), run.entry.label) or saved.training.get("seed") != run.seed:
+        raise CheckpointError(path, f"was written by entry {written_by!r} seed {saved.training.get('seed')}, "
+                                    f"not {run.entry.label!r} seed {run.seed}")
+    task = _unwrap(run.task)
+    task.model.load_state_dict(saved.state_dict)
+    task.load_extra_state(saved.task_state)
+    run.optimizer.load_state_dict(saved.optimizer)
+    return RunState(saved.training["history"], saved.training["best_val_nme"], saved.training["epoch"] + 1)
 
 
-class RunLog:
-    """Per-epoch log as JSON lines and CSV (rank 0 only)."""
+def train_epoch(run: Run, epoch: int, bar, digests: list | None) -> tuple[dict, float]:
+    """One pass over the epoch's batches; returns the mean of every loss term and the last lr."""
+    run.train_set.set_epoch(epoch)
+    run.sampler.set_epoch(epoch)
+    torch.manual_seed(run.seed * 1_000_003 + epoch)  # dropout draws: a function of (seed, epoch)
+    run.task.train()
+    steps_per_epoch = len(run.loader)
+    total_steps = steps_per_epoch * run.config.epochs
+    sums: dict[str, float] = {}
+    lr = run.config.optim.lr
+    for step_in_epoch, batch in enumerate(run.loader):
+        lr = learning_rate(run.config.optim, epoch * steps_per_epoch + step_in_epoch, total_steps, steps_per_epoch)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        if digests is not None:
+            digests.append(batch_digest(batch))
+        terms = train_step(run, batch)
+        if not math.isfinite(terms["loss"]):
+            last = run.out_dir / "last.pt"
+            raise TrainingDiverged(
+                f"entry {run.entry.label!r} loss became {terms['loss']} at epoch {epoch + 1}, step "
+                f"{step_in_epoch + 1}; lower the learning rate (optim.lr = {run.config.optim.lr}) or enable "
+                f"grad_clip. The last good checkpoint is {last if last.exists() else 'not written yet'}.")
+        for name, value in terms.items():
+            sums[name] = sums.get(name, 0.0) + value
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{sums['loss'] / (step_in_epoch + 1):.4f}", epoch=epoch + 1)
+    return {name: value / steps_per_epoch for name, value in sums.items()}, lr
 
-    FIELDS = ["epoch", "train_loss", "val_nme", "lr", "seconds"]
 
-    def __init__(self, out_dir: Path):
-        self.jsonl = out_dir / "log.jsonl"
-        self.csv = out_dir / "log.csv"
-
-    def rewrite(self, history: list[dict]) -> None:
-        """Write the whole history (so a resumed run's log has no duplicated epochs)."""
-        self.jsonl.write_text("".join(json.dumps(h) + "\n" for h in history))
-        with open(self.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(history)
-
-
-def train_step(model, criterion, optimizer, batch: dict, device, memory_format, grad_clip) -> float:
-    """One optimisation step on a batch of uint8 images; returns the loss value. A non-finite
+def train_step(run: Run, batch: dict) -> dict[str, float]:
+    """One optimisation step on a batch of uint8 images; returns the loss terms. A non-finite
     loss is returned before any update, so the weights stay those of the last good step."""
+    device = run.ddp.device
     images = batch["image"].to(device, non_blocking=True).float().div_(255)
-    images = images.contiguous(memory_format=memory_format)
-    targets = batch["points"].to(device, non_blocking=True)
-    loss = criterion(model(images), targets)
-    value = loss.item()
-    if not math.isfinite(value):
-        return value
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    return value
+    images = images.contiguous(memory_format=run.memory_format)
+    terms = run.task(images, batch["points"].to(device, non_blocking=True))
+    values = {name: float(value.item()) for name, value in terms.items()}
+    if not math.isfinite(values["loss"]):
+        return values
+    run.optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    if run.config.optim.grad_clip:
+        torch.nn.utils.clip_grad_norm_(run.task.parameters(), run.config.optim.grad_clip)
+    run.optimizer.step()
+    return values
+
+
+def end_epoch(run: Run, state: RunState, epoch: int, terms: dict, lr: float, seconds: float, bar) -> None:
+    """Validate, write best.pt / last.pt and the logs (rank 0)."""
+    model = _unwrap(run.task).model
+    predictions = predict_crops(model, run.val_cache, run.config.input_size,
+                                channels_last=run.config.channels_last, device=run.ddp.device)
+    val_nme = float(np.mean(face_errors(predictions, run.val_samples, run.scheme)["inter_ocular"]))
+    state.history.append({"epoch": epoch + 1, "train_loss": terms.pop("loss"), "val_nme": val_nme, "lr": lr,
+                          "seconds": seconds, **{f"train_{name}": value for name, value in terms.items()}})
+    training = {"entry": run.entry.to_dict(), "loss": run.entry.label, "seed": run.seed, "epoch": epoch,
+                "history": state.history, "best_val_nme": min(state.best_val_nme, val_nme),
+                "world_size": run.ddp.world_size, "task": run.config.task.name}
+    checkpoint = model_checkpoint(model, run, training)
+    if val_nme < state.best_val_nme:
+        state.best_val_nme = val_nme
+        checkpoint.save(run.out_dir / "best.pt")
+    checkpoint.optimizer = run.optimizer.state_dict()
+    checkpoint.task_state = _unwrap(run.task).extra_state()
+    checkpoint.save(run.out_dir / "last.pt")
+    write_logs(run.out_dir, state.history)
+    if bar is not None:
+        bar.write(f"{run.entry.label} seed {run.seed} epoch {epoch + 1}/{run.config.epochs}: "
+                  f"loss {state.history[-1]['train_loss']:.4f}, val NME {100 * val_nme:.2f}%")
+
+
+def model_checkpoint(model, run: Run, training: dict) -> Checkpoint:
+    return Checkpoint(ModelSpec(run.entry.model.name, dict(run.entry.model.kwargs)), run.scheme,
+                      cfg.crop_policy_of(run.config), run.config.input_size, model.state_dict(), model.kind,
+                      getattr(model, "decoder", None), cfg.to_dict(run.config), training)
+
+
+def write_logs(out_dir: Path, history: list[dict]) -> None:
+    """The whole history as JSON lines and CSV (so a resumed run's log has no duplicated epochs)."""
+    write_text(out_dir / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(history[0]), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(history)
+    write_text(out_dir / "log.csv", text.getvalue())
 
 
 def batch_digest(batch: dict) -> str:
@@ -169,196 +270,15 @@ def batch_digest(batch: dict) -> str:
     return digest.hexdigest()[:16]
 
 
-def fit(config: cfg.Config, loss_spec: str, seed: int, out_dir, resume: bool = False,
-        progress: bool = True, splits: dict | None = None, record_batches: bool = False) -> dict:
-    """Train one model with one loss; returns the run's summary (history, best checkpoint).
+def _progress_bar(run: Run, state: RunState, progress: bool):
+    if not (progress and run.ddp.is_main):
+        return None
+    from tqdm import tqdm
 
-    The best checkpoint by validation NME is `best.pt`; `last.pt` is written every epoch and
-    is what `resume` continues from.
-    """
-    out_dir = Path(out_dir)
-    ddp = setup_distributed()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    cv2.setNumThreads(1)  # per-sample warps are tiny; OpenCV's thread pool would fight torch's
-    splits = splits or load_splits(config)
-    scheme = schemes.get(splits["train"][0].scheme)
-    size, margin = config.input_size, config.crop_margin
-    # Rank 0 builds the caches first; the others then open them.
-    if ddp.is_main:
-        train_cache = crop_cache.build(splits["train"], size, margin, root=config.data.cache_dir, progress=progress)
-        val_cache = crop_cache.build(splits["val"], size, margin, root=config.data.cache_dir, progress=progress)
-    if ddp.world_size > 1:
-        dist.barrier()
-    if not ddp.is_main:
-        train_cache = crop_cache.build(splits["train"], size, margin, root=config.data.cache_dir)
-        val_cache = crop_cache.build(splits["val"], size, margin, root=config.data.cache_dir)
-
-    train_set = FaceCrops(train_cache, size, margin, augment_config(config), scheme.flip_permutation, seed)
-    sampler = EpochSampler(len(train_set), seed, rank=ddp.rank, world_size=ddp.world_size)
-    per_rank_batch = max(1, config.batch_size // ddp.world_size)
-    loader = make_loader(train_set, sampler, per_rank_batch, config.data.num_workers, drop_last=True)
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise FacemarksError(f"training split has {len(train_set)} faces, fewer than one batch of {config.batch_size}")
-    total_steps = steps_per_epoch * config.epochs
-
-    torch.manual_seed(seed)  # same initial weights for every loss of a seed
-    model, model_kwargs = build_model(config, scheme.num_points, scheme.name)
-    if hasattr(getattr(model, "head", None), "init_mean_shape"):
-        model.head.init_mean_shape(mean_shape(train_cache, size, margin))
-    model.to(ddp.device)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
-    criterion = build_criterion(loss_spec, size, scheme.name).to(ddp.device)
-    optimizer = build_optimizer(model, config.optim)
-    train_model = model
-    if ddp.world_size > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[ddp.device.index] if ddp.device.type == "cuda" else None)
-
-    history, best_nme, start_epoch = [], math.inf, 0
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    if resume and last_path.is_file():
-        state = ckpt.load(last_path)
-        if state.get("loss") != loss_spec or state.get("seed") != seed:
-            raise ckpt.CheckpointError(last_path, f"was written by loss {state.get('loss')!r} seed "
-                                                  f"{state.get('seed')}, not {loss_spec!r} seed {seed}")
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, best_nme, start_epoch = state["history"], state["best_val_nme"], state["epoch"] + 1
-
-    if ddp.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(config, out_dir / "config.yaml")
-        log = RunLog(out_dir)
-    bar = None
-    if progress and ddp.is_main:
-        from tqdm import tqdm
-        bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, unit="step",
-                   desc=f"{loss_spec} s{seed}", dynamic_ncols=True, leave=False)
-    digests = []
-    base = {"model": {"name": config.model.name, "kwargs": model_kwargs}, "scheme": scheme.name,
-            "input_size": size, "crop_margin": margin, "loss": loss_spec, "seed": seed,
-            "world_size": ddp.world_size, "config": cfg.to_dict(config)}
-
-    for epoch in range(start_epoch, config.epochs):
-        started = time.time()
-        train_set.set_epoch(epoch)
-        sampler.set_epoch(epoch)
-        torch.manual_seed(seed * 1_000_003 + epoch)  # dropout draws: a function of (seed, epoch)
-        train_model.train()
-        loss_sum, loss_count = 0.0, 0
-        for step_in_epoch, batch in enumerate(loader):
-            step = epoch * steps_per_epoch + step_in_epoch
-            lr = learning_rate(config.optim, step, total_steps, steps_per_epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            if record_batches:
-                digests.append(batch_digest(batch))
-            loss = train_step(train_model, criterion, optimizer, batch, ddp.device, memory_format,
-                              config.optim.grad_clip)
-            if not math.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss {loss_spec!r} became {loss} at epoch {epoch + 1}, step {step_in_epoch + 1}; "
-                    f"lower the learning rate (optim.lr = {config.optim.lr}) or enable grad_clip. "
-                    f"The last good checkpoint is {last_path if last_path.exists() else 'not written yet'}.")
-            loss_sum += loss
-            loss_count += 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}", epoch=epoch + 1)
-
-        if ddp.is_main:
-            predictions = predict_crops(model, val_cache, size, margin, channels_last=config.channels_last,
-                                        device=ddp.device)
-            val_nme = float(np.mean(face_errors(predictions, splits["val"], scheme)["inter_ocular"]))
-            history.append({"epoch": epoch + 1, "train_loss": loss_sum / loss_count, "val_nme": val_nme,
-                            "lr": lr, "seconds": time.time() - started})
-            state = {**base, "state_dict": model.state_dict(), "epoch": epoch, "history": history,
-                     "best_val_nme": min(best_nme, val_nme)}
-            if val_nme < best_nme:
-                best_nme = val_nme
-                ckpt.save(state, best_path)
-            ckpt.save({**state, "optimizer": optimizer.state_dict()}, last_path)
-            log.rewrite(history)
-            if bar is not None:
-                bar.write(f"{loss_spec} seed {seed} epoch {epoch + 1}/{config.epochs}: "
-                          f"loss {loss_sum / loss_count:.4f}, val NME {100 * val_nme:.2f}%")
-        else:
-            best_nme = math.inf  # only rank 0 tracks it
-        if ddp.world_size > 1:
-            dist.barrier()
-    if bar is not None:
-        bar.close()
-    return {"loss": loss_spec, "seed": seed, "history": history, "best_val_nme": best_nme,
-            "checkpoint": str(best_path), "out_dir": str(out_dir), "batch_digests": digests,
-            "rank": ddp.rank, "world_size": ddp.world_size}
+    steps = len(run.loader)
+    return tqdm(total=steps * run.config.epochs, initial=state.start_epoch * steps, unit="step",
+                desc=f"{run.entry.label} s{run.seed}", dynamic_ncols=True, leave=False)
 
 
-# ----------------------------------------------------------------------------- command line
-
-def add_common_arguments(parser) -> None:
-    """Options shared by `train` and `compare`; each overrides the config file's value."""
-    parser.add_argument("--config", help="YAML config (see configs/); defaults to the CPU synthetic profile")
-    parser.add_argument("--data", help="FORMAT:PATH (300w:DIR, wflw:DIR, cofw:FILE, csv:FILE, jsonl:FILE) or synthetic")
-    parser.add_argument("--model", help="model name (see `facemarks bench --list`)")
-    parser.add_argument("--pretrained", help="local file of torchvision-format ImageNet weights for the backbone")
-    parser.add_argument("--input-size", type=int)
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--optimizer", choices=["sgd", "adamw"])
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--cache-dir", help="where decoded face crops are cached")
-    parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def config_from_args(args) -> cfg.Config:
-    # Without --config: the dataclass defaults, which are the CPU profile on synthetic data.
-    config = cfg.load(args.config) if args.config else cfg.Config()
-    overrides = {
-        ("data", "spec"): args.data, ("model", "name"): args.model, ("model", "pretrained"): args.pretrained,
-        ("input_size",): args.input_size, ("epochs",): args.epochs, ("batch_size",): args.batch_size,
-        ("optim", "lr"): args.lr, ("optim", "optimizer"): args.optimizer, ("threads",): args.threads,
-        ("data", "cache_dir"): args.cache_dir,
-    }
-    for path, value in overrides.items():
-        if value is not None:
-            target = config
-            for part in path[:-1]:
-                target = getattr(target, part)
-            setattr(target, path[-1], value)
-    if args.data and not args.config:
-        apply_data_defaults(config)
-    return config
-
-
-def apply_data_defaults(config: cfg.Config) -> None:
-    """Standard splits of the real formats when the data is given without a config."""
-    fmt = config.data.spec.split(":", 1)[0]
-    splits = {"300w": ("train", None, "common"), "wflw": ("train", None, "test"),
-              "cofw": ("train", None, "test")}.get(fmt)
-    if splits:
-        config.data.train_split, config.data.val_split, config.data.test_split = splits
-
-
-def add_arguments(parser) -> None:
-    add_common_arguments(parser)
-    parser.add_argument("--loss", help="loss spec, e.g. wing:w=10,epsilon=2 (default: the config's first loss)")
-    parser.add_argument("--seed", type=int, help="seed (default: the config's first seed)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-
-
-def run(args) -> int:
-    config = config_from_args(args)
-    loss = args.loss or config.losses[0]
-    seed = config.seeds[0] if args.seed is None else args.seed
-    result = fit(config, loss, seed, args.out, resume=args.resume, progress=not args.no_progress)
-    if result["rank"] == 0:
-        print(f"best validation NME {100 * result['best_val_nme']:.2f}% (inter-ocular); "
-              f"checkpoint {result['checkpoint']}")
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    return 0
+def _unwrap(task):
+    return task.module if isinstance(task, torch.nn.parallel.DistributedDataParallel) else task

@@ -1,0 +1,36 @@
+"""`facemarks train`: train one entry (a model and a loss) for one seed.
+
+`facemarks train --config FILE [--loss SPEC] [--seed N] --out DIR [--resume]`; under
+`torchrun --nproc_per_node=N -m facemarks train ...` with DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+from facemarks.cli.common import add_training_arguments, config_from_args
+from facemarks.engine import config as cfg
+from facemarks.engine import distributed
+from facemarks.engine.trainer import fit
+
+
+def add_arguments(parser) -> None:
+    add_training_arguments(parser)
+    parser.add_argument("--loss", help="loss spec, e.g. wing:w=10,epsilon=2, or MODEL+LOSS "
+                                       "(default: the config's first entry)")
+    parser.add_argument("--seed", type=int, help="seed (default: the config's first seed)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+
+
+def run(args) -> int:
+    config = config_from_args(args)
+    source = args.config or "command line"
+    if args.loss:
+        config.losses = [args.loss]
+    if args.seed is not None:
+        config.seeds = [args.seed]
+    entry = cfg.validate(config, source)[0]
+    result = fit(config, entry, config.seeds[0], args.out, resume=args.resume, progress=not args.no_progress)
+    if result["rank"] == 0:
+        print(f"best validation NME {100 * result['best_val_nme']:.2f}% (inter-ocular); "
+              f"checkpoint {result['checkpoint']}")
+    distributed.teardown()
+    return 0

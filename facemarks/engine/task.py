@@ -1,0 +1,175 @@
+"""Training tasks: what is optimised, separate from the loop that optimises it.
+
+A task owns the networks and the objective. `forward(images, points)` runs them on a batch,
+builds the targets, and returns the named loss terms and their weighted sum under "loss";
+the trainer logs every term. `model` is the network the checkpoint keeps; `extra_state()`
+is whatever else trains (e.g. a distillation task's adapters), kept for --resume.
+
+* `LandmarkTask` (task "landmark"): the model and its loss on the annotated points.
+* `DistillationTask` (task "distill"): a student (the model) learns from the annotations
+  and from a frozen teacher checkpoint: an MSE between their outputs (heatmaps when both
+  are heatmap models, else points in input pixels) and between feature maps of matched
+  blocks ("supervise the feature map output by every block of the student, and also let
+  the student learn from the training data; MSE is the distillation loss"). A 1x1
+  convolution per pair maps the student's channels to the teacher's; the student's map is
+  resized to the teacher's resolution.
+
+A second stage of a cascade is a landmark task trained on aligned crops (config
+`crop: {policy: align}`): the crop policy, not the task, decides what the network sees.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from facemarks.engine.checkpoint import Checkpoint
+from facemarks.errors import ConfigError
+from facemarks.registry import TASKS
+
+
+class LandmarkTask(nn.Module):
+    def __init__(self, model: nn.Module, criterion: nn.Module):
+        super().__init__()
+        self.model = model
+        self.criterion = criterion
+
+    def landmark_loss(self, output, points: torch.Tensor) -> torch.Tensor:
+        return self.criterion(output, self.criterion.targets(points, output))
+
+    def forward(self, images: torch.Tensor, points: torch.Tensor) -> dict:
+        loss = self.landmark_loss(self.model(images), points)
+        return {"loss": loss, "landmarks": loss.detach()}
+
+    def extra_state(self) -> dict | None:
+        return None
+
+    def load_extra_state(self, state: dict | None) -> None:
+        pass
+
+
+@TASKS.register("landmark")
+def landmark_task(config, model, criterion, device) -> LandmarkTask:
+    return LandmarkTask(model, criterion)
+
+
+class FeatureTap:
+    """Keeps the outputs of named submodules of a model during its forward passes."""
+
+    def __init__(self, model: nn.Module, names):
+        self.outputs: dict[str, torch.Tensor] = {}
+        for name in names:
+            model.get_submodule(name).register_forward_hook(self._keeper(name))
+
+    def _keeper(self, name):
+        def keep(module, inputs, output):
+            self.outputs[name] = output
+        return keep
+
+
+class DistillationTask(LandmarkTask):
+    def __init__(self, student: nn.Module, criterion: nn.Module, teacher: nn.Module, pairs, weights: dict):
+        super().__init__(student, criterion)
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.pairs = [tuple(p) for p in pairs]
+        self.weights = dict(weights)
+        self.student_tap = FeatureTap(student, [s for s, _ in self.pairs])
+        self.teacher_tap = FeatureTap(self.teacher, [t for _, t in self.pairs])
+        self.adapters = nn.ModuleList(nn.Conv2d(cs, ct, kernel_size=1, bias=False)
+                                      for cs, ct in self._channels(student.input_size))
+
+    def _channels(self, input_size: int) -> list[tuple[int, int]]:
+        """Channel counts of each feature pair, from one forward pass on a blank batch."""
+        was_training = self.model.training
+        with torch.no_grad():
+            self.model.eval()(torch.zeros(1, 3, input_size, input_size, device=_device(self.model)))
+            self._teacher_output(torch.zeros(1, 3, input_size, input_size, device=_device(self.model)))
+        self.model.train(was_training)
+        channels = []
+        for s, t in self.pairs:
+            a, b = self.student_tap.outputs[s], self.teacher_tap.outputs[t]
+            if a.dim() != 4 or b.dim() != 4:
+                raise ConfigError("task", "task.features", f"{s} / {t} are not feature maps (B, C, H, W)")
+            channels.append((a.shape[1], b.shape[1]))
+        return channels
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.teacher.eval()  # frozen: batch-norm statistics stay the teacher's
+        return self
+
+    def _teacher_output(self, images: torch.Tensor):
+        size = self.teacher.input_size
+        if images.shape[-1] != size:
+            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        return self.teacher(images)
+
+    def forward(self, images: torch.Tensor, points: torch.Tensor) -> dict:
+        output = self.model(images)
+        with torch.no_grad():
+            teacher_output = self._teacher_output(images)
+        terms = {"landmarks": self.landmark_loss(output, points),
+                 "kd_output": self._output_term(output, teacher_output),
+                 "kd_features": self._feature_term()}
+        loss = sum(self.weights[name] * value for name, value in terms.items())
+        return {"loss": loss, **{name: value.detach() for name, value in terms.items()}}
+
+    def _output_term(self, output, teacher_output) -> torch.Tensor:
+        if self.model.kind == "heatmap" and self.teacher.kind == "heatmap":
+            student, teacher = output["heatmaps"][-1], teacher_output["heatmaps"][-1]
+            if student.shape[-2:] != teacher.shape[-2:]:
+                student = F.interpolate(student, size=teacher.shape[-2:], mode="bilinear", align_corners=False)
+            return F.mse_loss(student.float(), teacher.float())
+        # points in pixels of the student's input, like the point losses
+        student, teacher = self.model.decode(output), self.teacher.decode(teacher_output)
+        return F.mse_loss(student * self.model.input_size, teacher.detach() * self.model.input_size)
+
+    def _feature_term(self) -> torch.Tensor:
+        total = torch.zeros((), device=_device(self.model))
+        for adapter, (s, t) in zip(self.adapters, self.pairs):
+            student, teacher = adapter(self.student_tap.outputs[s]), self.teacher_tap.outputs[t]
+            if student.shape[-2:] != teacher.shape[-2:]:
+                student = F.interpolate(student, size=teacher.shape[-2:], mode="bilinear", align_corners=False)
+            total = total + F.mse_loss(student.float(), teacher.detach().float())
+        return total / max(1, len(self.pairs))
+
+    def extra_state(self) -> dict:
+        return {"adapters": self.adapters.state_dict()}
+
+    def load_extra_state(self, state: dict | None) -> None:
+        if state:
+            self.adapters.load_state_dict(state["adapters"])
+
+
+def matched_layers(student_layers, teacher_layers) -> list[tuple[str, str]]:
+    """Every student block paired with the teacher block at the same relative depth."""
+    student_layers, teacher_layers = list(student_layers), list(teacher_layers)
+    if not student_layers or not teacher_layers:
+        return []
+    last_s, last_t = max(1, len(student_layers) - 1), len(teacher_layers) - 1
+    return [(name, teacher_layers[round(i * last_t / last_s)]) for i, name in enumerate(student_layers)]
+
+
+@TASKS.register("distill")
+def distillation_task(config, model, criterion, device) -> DistillationTask:
+    from facemarks.engine.config import crop_policy_of
+
+    teacher_file = Checkpoint.load(config.task.teacher)
+    if teacher_file.crop != crop_policy_of(config):
+        raise ConfigError(config.task.teacher, "task.teacher", f"the teacher was trained on {teacher_file.crop} "
+                                                               f"crops, the student on {crop_policy_of(config)}")
+    if teacher_file.scheme.num_points != model.num_points:
+        raise ConfigError(config.task.teacher, "task.teacher", f"the teacher predicts {teacher_file.scheme.num_points} "
+                                                               f"points, the student {model.num_points}")
+    if model.kind == "heatmap" and teacher_file.kind != "heatmap":
+        raise ConfigError(config.task.teacher, "task.teacher", "a heatmap student needs a heatmap teacher")
+    teacher = teacher_file.build_model(device)
+    pairs = config.task.features or matched_layers(model.feature_layers, teacher.feature_layers)
+    weights = {"landmarks": config.task.data_weight, "kd_output": config.task.output_weight,
+               "kd_features": config.task.feature_weight}
+    return DistillationTask(model, criterion, teacher, pairs, weights).to(device)
+
+
+def _device(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
