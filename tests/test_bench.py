@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import facemarks.inference.bench as bench
-from facemarks import models
-from facemarks.engine import checkpoint
+from facemarks import models, schemes
 from facemarks.cli import main as cli_main
+from facemarks.engine.checkpoint import Checkpoint, ModelSpec
+from facemarks.geometry.crop import BoxCrop
 
 
 def test_faces_per_second_counts_calls_over_elapsed_time(monkeypatch):
@@ -47,17 +48,35 @@ def test_bench_reports_size_macs_and_speeds(tmp_path):
     assert "| dsnet | 64 | " in table and "threads: 1" in table and f"{params:,}" in table
 
 
-def test_bench_command_on_a_checkpoint_writes_json(tmp_path, capsys):
-    torch.manual_seed(0)
+def save_cnn6(path, seed=0):
+    torch.manual_seed(seed)
     model = models.create("cnn6", 68, input_size=64)
-    path = tmp_path / "cnn6.pt"
-    checkpoint.save({"model": {"name": "cnn6", "kwargs": {}}, "scheme": "300w", "input_size": 64, "crop_margin": 0.25,
-                     "state_dict": model.state_dict()}, path)
-    out = tmp_path / "bench.json"
-    code = cli_main(["bench", "--checkpoint", str(path), "--backend", "torch", "--batch", "2", "--threads", "1",
-                     "--min-time", "0.01", "--repeats", "1", "--json", str(out)])
+    Checkpoint(ModelSpec("cnn6"), schemes.get("300w"), BoxCrop(0.25), 64, model.state_dict()).save(path)
+    return model
+
+
+def test_bench_command_on_checkpoints_writes_json_into_the_out_folder(tmp_path, capsys):
+    model = save_cnn6(tmp_path / "cnn6.pt")
+    save_cnn6(tmp_path / "other.pt", seed=1)
+    out = tmp_path / "results"
+    code = cli_main(["bench", "--checkpoint", str(tmp_path / "cnn6.pt"), "--checkpoint", str(tmp_path / "other.pt"),
+                     "--backend", "torch", "--batch-size", "2", "3", "--threads", "1", "--min-time", "0.01",
+                     "--repeats", "1", "--out", str(out)])
     assert code == 0
-    assert "| cnn6.pt | 64 |" in capsys.readouterr().out
-    saved = json.loads(out.read_text())
-    assert list(saved["rows"][0]["speed"]) == ["torch_b2"]
+    printed = capsys.readouterr().out
+    assert "| cnn6.pt | 64 |" in printed and "| other.pt | 64 |" in printed
+    saved = json.loads((out / "bench.json").read_text())
+    assert [row["model"] for row in saved["rows"]] == ["cnn6.pt", "other.pt"]
+    assert list(saved["rows"][0]["speed"]) == ["torch_b2", "torch_b3"]
     assert saved["rows"][0]["params"] == sum(p.numel() for p in model.parameters())
+    assert sorted(p.name for p in out.iterdir()) == ["bench.json"]  # written atomically: no temporary left
+
+
+def test_bench_missing_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
+    save_cnn6(tmp_path / "cnn6.pt")
+    code = cli_main(["bench", "--checkpoint", str(tmp_path / "cnn6.pt"), "--checkpoint", "nosuch.pt",
+                     "--backend", "torch", "--min-time", "0.01", "--repeats", "1", "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.err.count("\n") == 1 and "nosuch.pt" in captured.err
+    assert "Traceback" not in captured.err and "|" not in captured.out  # found before any timing
+    assert not (tmp_path / "out").exists()

@@ -1,9 +1,11 @@
-"""Prediction on photos: detector boxes, exact mapping back to the source image, the
-`facemarks predict` command (JSON, overlays, no-face images, bad files, videos)."""
+"""Prediction on photos: detector boxes, exact mapping back to the source image (box crops,
+aligned crops, the two-stage cascade), the `facemarks predict` command (JSON, overlays,
+no-face images, bad files, videos)."""
 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -11,12 +13,15 @@ import pytest
 import torch
 from torch import nn
 
+import facemarks
 import facemarks.inference.predictor as api
-from facemarks import models
-from facemarks.engine import checkpoint
+from facemarks import models, schemes
 from facemarks.cli import main as cli_main
+from facemarks.engine.checkpoint import Checkpoint, ModelSpec
+from facemarks.geometry.crop import AlignCrop, BoxCrop
+from facemarks.inference.cascade import CascadePredictor
 from facemarks.inference.detect import BoxesFile, HaarFaceDetector, map_boxes, whole_image_box
-from facemarks.errors import CheckpointError, DataError
+from facemarks.errors import CheckpointError, DataError, UnknownNameError
 from facemarks.registry import MODELS
 
 S = 64
@@ -39,7 +44,7 @@ class ConstantPoints(nn.Module):
     def forward(self, images):
         return self.points.to(images.dtype).expand(images.shape[0], -1, -1)
 
-    def decode(self, output):
+    def decode(self, output, decoder=None):
         return output
 
 
@@ -63,7 +68,7 @@ class BrightCentroid(nn.Module):
         y = (weight.sum(2) * centres).sum(1) / total
         return torch.stack([x, y], dim=-1)[:, None, :].expand(-1, self.num_points, -1)
 
-    def decode(self, output):
+    def decode(self, output, decoder=None):
         return output
 
 
@@ -71,28 +76,29 @@ MODELS.register("test_constant_points")(ConstantPoints)
 MODELS.register("test_bright_centroid")(BrightCentroid)
 
 
-def save_checkpoint(path, name, model, input_size=S, margin=MARGIN, scheme="300w"):
-    checkpoint.save({"model": {"name": name, "kwargs": {}}, "scheme": scheme, "input_size": input_size,
-                     "crop_margin": margin, "state_dict": model.state_dict()}, path)
+def save_checkpoint(path, name, model, input_size=S, crop=BoxCrop(MARGIN), scheme="300w"):
+    Checkpoint(ModelSpec(name), schemes.get(scheme), crop, input_size, model.state_dict()).save(path)
     return path
+
+
+def constant_model(points) -> ConstantPoints:
+    model = ConstantPoints(len(points))
+    with torch.no_grad():
+        model.points.copy_(torch.from_numpy(points))
+    return model
 
 
 @pytest.fixture(scope="module")
 def constant_checkpoint(tmp_path_factory):
-    model = ConstantPoints(NUM_POINTS)
-    with torch.no_grad():
-        model.points.copy_(torch.from_numpy(CONSTANT_POINTS))
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "constant.pt", "test_constant_points", model)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "constant.pt", "test_constant_points",
+                           constant_model(CONSTANT_POINTS))
 
 
 @pytest.fixture(scope="module")
 def dsnet_checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     model = models.create("dsnet", NUM_POINTS, input_size=S)
-    path = tmp_path_factory.mktemp("ckpt") / "dsnet.pt"
-    checkpoint.save({"model": {"name": "dsnet", "kwargs": {"input_size": S}}, "scheme": "300w", "input_size": S,
-                     "crop_margin": MARGIN, "state_dict": model.state_dict()}, path)
-    return path
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "dsnet.pt", "dsnet", model)
 
 
 def expected_source_points(box, input_size, margin, points_norm):
@@ -193,9 +199,9 @@ def test_bad_checkpoints_raise_checkpoint_error_naming_the_file(tmp_path, dsnet_
         api.load(garbage)
     # Valid file, weights of another model.
     wrong = tmp_path / "wrong.pt"
-    state = torch.load(dsnet_checkpoint, weights_only=True)
-    state["model"] = {"name": "cnn6", "kwargs": {}}
-    checkpoint.save({k: v for k, v in state.items() if k != "format"}, wrong)
+    loaded = Checkpoint.load(dsnet_checkpoint)
+    loaded.model = ModelSpec("cnn6")
+    loaded.save(wrong)
     with pytest.raises(CheckpointError, match="wrong.pt"):
         api.load(wrong)
 
@@ -204,6 +210,91 @@ def test_default_checkpoint_absent_gives_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(api, "DEFAULT_WEIGHTS", "no_such_model.pt")
     with pytest.raises(CheckpointError, match="--checkpoint"):
         api.load()
+
+
+# ---------------------------------------------------------------------------------
+# aligned crops and the two-stage cascade
+# ---------------------------------------------------------------------------------
+
+# Stage 2's constant output and its alignment template (not symmetric, so the similarity
+# has a rotation), both in normalised input coordinates.
+STAGE2_POINTS = np.random.default_rng(11).uniform(0.05, 0.95, size=(NUM_POINTS, 2))
+TEMPLATE = ((0.30, 0.28), (0.70, 0.33), (0.52, 0.50), (0.36, 0.71), (0.65, 0.74))
+
+
+def five_points_300w(points):
+    """Eye centres (means of 0-based points 36-41 and 42-47), nose tip 30, mouth corners 48, 54."""
+    return np.stack([points[36:42].mean(0), points[42:48].mean(0), points[30], points[48], points[54]])
+
+
+def expected_aligned_points(five, template, input_size, points_norm):
+    """Hand-written inverse of an aligned crop: the least-squares similarity u = A x + t,
+    A = [[a, -b], [b, a]], from the five source points onto the template's input pixels
+    (v * S - 0.5), solved as a linear system; then x = A^-1 (u - t) for the model's points."""
+    target = np.asarray(template) * input_size - 0.5
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(five, target):
+        rows += [[x, -y, 1, 0], [y, x, 0, 1]]
+        rhs += [u, v]
+    a, b, tx, ty = np.linalg.lstsq(np.array(rows), np.array(rhs), rcond=None)[0]
+    linear = np.array([[a, -b], [b, a]])
+    u = points_norm * input_size - 0.5
+    return np.linalg.solve(linear, (u - [tx, ty]).T).T
+
+
+@pytest.fixture(scope="module")
+def aligned_checkpoint(tmp_path_factory):
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "aligned.pt", "test_constant_points",
+                           constant_model(STAGE2_POINTS), crop=AlignCrop(TEMPLATE))
+
+
+def test_aligned_crop_model_predicts_from_five_points(aligned_checkpoint):
+    predictor = api.load(aligned_checkpoint)
+    assert predictor.crop == AlignCrop(TEMPLATE)
+    five = np.array([[40.0, 50.0], [80.0, 46.0], [61.0, 72.0], [45.0, 95.0], [78.0, 92.0]])
+    faces = predictor.predict(np.zeros((140, 130, 3), np.uint8), points=five)
+    np.testing.assert_allclose(faces[0]["landmarks"], expected_aligned_points(five, TEMPLATE, S, STAGE2_POINTS),
+                               rtol=0, atol=1e-4)
+    assert faces[0]["box"] == [40.0, 46.0, 80.0, 95.0]  # the extent of the given points
+    with pytest.raises(ValueError, match="crops from face points"):
+        predictor.predict(np.zeros((140, 130, 3), np.uint8))
+
+
+def test_cascade_crops_stage_two_from_stage_one_points(constant_checkpoint, aligned_checkpoint):
+    box = (20.0, 30.0, 110.0, 100.0)
+    image = np.zeros((150, 160, 3), np.uint8)
+    stage1 = expected_source_points(box, S, MARGIN, CONSTANT_POINTS)
+    expected = expected_aligned_points(five_points_300w(stage1), TEMPLATE, S, STAGE2_POINTS)
+    cascade = facemarks.load(aligned_checkpoint, first_stage=constant_checkpoint)
+    assert isinstance(cascade, CascadePredictor) and cascade.first_stage == str(constant_checkpoint)
+    for predictor in (cascade, CascadePredictor(api.load(constant_checkpoint), api.load(aligned_checkpoint))):
+        faces = predictor.predict(image, boxes=[box])
+        assert len(faces) == 1 and faces[0]["box"] == list(box) and faces[0]["scheme"] == "300w"
+        np.testing.assert_allclose(faces[0]["landmarks"], expected, rtol=0, atol=1e-4)
+    # Detected boxes go to the first stage too.
+    assert cascade.predict(image, detector="whole")[0]["box"] == [-0.5, -0.5, 159.5, 149.5]
+
+
+def test_cascade_needs_an_aligned_second_stage(constant_checkpoint):
+    with pytest.raises(CheckpointError, match="second stage"):
+        facemarks.load(constant_checkpoint, first_stage=constant_checkpoint)
+
+
+def test_cascade_first_stage_needs_the_five_alignment_points(aligned_checkpoint):
+    eyes_only = schemes.Scheme("eyes", 2, (1, 0), (0, 1), (0,), (1,))  # no nose tip, no mouth corners
+    first = SimpleNamespace(scheme=eyes_only, source="eyes.pt")
+    with pytest.raises(CheckpointError, match="eyes.pt: cannot be the first stage"):
+        CascadePredictor(first, api.load(aligned_checkpoint))
+
+
+def test_detectors_are_looked_up_in_the_registry(constant_checkpoint):
+    predictor = api.load(constant_checkpoint)
+    image = np.zeros((50, 80, 3), np.uint8)
+    np.testing.assert_array_equal(predictor.detect(image, "whole"), whole_image_box(image))
+    with pytest.raises(UnknownNameError, match=r"nosuch.*haar, whole"):
+        predictor.detect(image, "nosuch")
+    faces = predictor.predict(image, detector=lambda im: [[1, 2, 30, 40]])  # a callable still works
+    assert faces[0]["box"] == [1, 2, 30, 40]
 
 
 # ---------------------------------------------------------------------------------
@@ -308,6 +399,7 @@ def test_predict_folder_json_no_face_and_bad_file(tmp_path, constant_checkpoint,
     np.testing.assert_allclose(landmarks, expected_source_points(record["box"], S, MARGIN, CONSTANT_POINTS), atol=2e-3)
     overlay = cv2.imread(faced["overlay"])
     assert overlay.shape == face.shape
+    assert sorted(p.name for p in out.iterdir()) == ["blank_landmarks.jpg", "face_landmarks.jpg", "predictions.json"]
     assert cv2.imread(blank["overlay"]).shape == (100, 140, 3)
 
 
@@ -344,12 +436,36 @@ def test_predict_video(tmp_path, dsnet_checkpoint, data_300w):
     assert [f["frame"] for f in entry["frames"]] == [0, 1, 2, 3, 4]
     assert all(len(f["faces"]) == 1 and np.array(f["faces"][0]["landmarks"]).shape == (NUM_POINTS, 2)
                for f in entry["frames"])
+    assert sorted(p.name for p in out.iterdir()) == ["clip_landmarks.mp4", "predictions.json"]  # no temporary left
     capture = cv2.VideoCapture(entry["overlay"])
     count = 0
     while capture.read()[0]:
         count += 1
     capture.release()
     assert count == 5
+
+
+def test_predict_cascade_command(tmp_path, constant_checkpoint, aligned_checkpoint):
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.zeros((150, 160, 3), np.uint8))
+    out = tmp_path / "out"
+    code = cli_main(["predict", str(image), "--checkpoint", str(aligned_checkpoint), "--first-stage",
+                     str(constant_checkpoint), "--detector", "whole", "--out", str(out), "--no-overlay"])
+    assert code == 0
+    document = json.loads((out / "predictions.json").read_text())
+    assert document["first_stage"] == str(constant_checkpoint) and document["checkpoint"] == str(aligned_checkpoint)
+    box = (-0.5, -0.5, 159.5, 149.5)
+    stage1 = expected_source_points(box, S, MARGIN, CONSTANT_POINTS)
+    np.testing.assert_allclose(document["images"][0]["faces"][0]["landmarks"],
+                               expected_aligned_points(five_points_300w(stage1), TEMPLATE, S, STAGE2_POINTS), atol=2e-3)
+
+
+def test_predict_missing_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.zeros((20, 20, 3), np.uint8))
+    code = cli_main(["predict", str(image), "--checkpoint", "nosuch.pt", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "nosuch.pt" in err and "Traceback" not in err
 
 
 def test_unreadable_video_is_an_error_for_that_file(tmp_path, constant_checkpoint):

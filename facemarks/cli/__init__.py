@@ -17,8 +17,8 @@ COMMANDS = {
     "evaluate": ("facemarks.cli.evaluate", "evaluate a checkpoint on a dataset split"),
     "compare": ("facemarks.cli.compare", "train one model per loss under identical conditions and report"),
     "predict": ("facemarks.cli.predict", "find faces and landmarks in images or a video"),
-    "export": ("facemarks.inference.onnx", "export a checkpoint to ONNX with a parity check"),
-    "bench": ("facemarks.inference.bench", "measure faces/s, size and multiply-adds of models"),
+    "export": ("facemarks.cli.export", "export a checkpoint to ONNX with a parity check"),
+    "bench": ("facemarks.cli.bench", "measure faces/s, size and multiply-adds of models"),
 }
 
 

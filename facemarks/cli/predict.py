@@ -1,9 +1,12 @@
 """`facemarks predict`: landmarks of the faces in images, folders of images, or videos.
 
     facemarks predict photo.jpg holiday/ clip.mp4 --out results/
+    facemarks predict photo.jpg --checkpoint stage2.pt --first-stage stage1.pt   # a cascade
 
 writes `results/predictions.json` and, unless --no-overlay, one overlay per input with the
-points drawn (`NAME_landmarks.jpg`, or `NAME_landmarks.mp4` for videos). Coordinates in the
+points drawn (`NAME_landmarks.jpg`, or `NAME_landmarks.mp4` for videos). Every file is
+written atomically: a video overlay is written under a hidden temporary name in the same
+folder and renamed when complete. Coordinates in the
 JSON are source-image pixels, 0-based pixel-centre (the centre of the top-left pixel is
 (0, 0)). An image without a face gives an empty list of faces and a note; an unreadable
 file gives an error entry naming it, the other inputs are still processed, and the
@@ -22,8 +25,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facemarks import fileio
+from facemarks.cli import common
 from facemarks.data.sample import read_image
 from facemarks.errors import DataError, FacemarksError
+from facemarks.registry import DETECTORS
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -109,22 +115,61 @@ def predict_image(predictor, path: Path, detector: str, boxes_file, overlay_path
     if not faces:
         record["note"] = NO_FACE_NOTE
     if overlay_path is not None:
-        if not cv2.imwrite(str(overlay_path), draw_faces(image, faces)):
-            raise DataError(overlay_path, "could not write the overlay image")
+        ok, encoded = cv2.imencode(overlay_path.suffix, draw_faces(image, faces))
+        if not ok:
+            raise DataError(overlay_path, "OpenCV could not encode the overlay image")
+        fileio.write_bytes(overlay_path, encoded.tobytes())
         record["overlay"] = str(overlay_path)
     return record
 
 
-def open_video_writer(path: Path, fps: float, size: tuple[int, int]):
-    """An OpenCV video writer: MPEG-4 Part 2 ('mp4v') in .mp4, else Motion-JPEG in .avi
-    (both encoders ship with opencv-python-headless's FFmpeg). Returns (writer, path)."""
-    for fourcc, suffix in (("mp4v", ".mp4"), ("MJPG", ".avi")):
-        target = path.with_suffix(suffix)
-        writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*fourcc), fps, size)
-        if writer.isOpened():
-            return writer, target
-        writer.release()
-    raise DataError(path, "OpenCV cannot write a video here (neither mp4v nor MJPG works)")
+class VideoOverlay:
+    """An overlay video written frame by frame under a hidden temporary name in the output
+    folder, and renamed to its final name only when complete (`finish`): an interrupted run
+    never leaves a truncated video under the final name.
+
+    Encoding: MPEG-4 Part 2 ('mp4v') in .mp4, else Motion-JPEG in .avi (both encoders ship
+    with opencv-python-headless's FFmpeg); the writer opens on the first frame."""
+
+    CODECS = (("mp4v", ".mp4"), ("MJPG", ".avi"))
+
+    def __init__(self, path: Path, fps: float):
+        self.path, self.fps = Path(path), fps
+        self.writer = self.partial = self.target = None
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        if self.writer is None:
+            self._open((frame_bgr.shape[1], frame_bgr.shape[0]))
+        self.writer.write(frame_bgr)
+
+    def _open(self, size: tuple[int, int]) -> None:
+        for fourcc, suffix in self.CODECS:
+            target = self.path.with_suffix(suffix)
+            # OpenCV picks the container from the extension, so the temporary name keeps it.
+            fd, partial = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{suffix}", dir=target.parent)
+            os.close(fd)
+            writer = cv2.VideoWriter(partial, cv2.VideoWriter_fourcc(*fourcc), self.fps, size)
+            if writer.isOpened():
+                self.writer, self.partial, self.target = writer, partial, target
+                return
+            writer.release()
+            os.unlink(partial)
+        raise DataError(self.path, "OpenCV cannot write a video here (neither mp4v nor MJPG works)")
+
+    def finish(self) -> Path | None:
+        """Close the video and move it to its final name; returns that name (None: no frame)."""
+        if self.writer is None:
+            return None
+        self.writer.release()
+        with fileio.atomic_path(self.target) as tmp:
+            os.replace(self.partial, tmp)
+        return self.target
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            if os.path.exists(self.partial):
+                os.unlink(self.partial)
 
 
 def predict_video(predictor, path: Path, detector: str, boxes_file, overlay_path: Path | None) -> dict:
@@ -134,7 +179,8 @@ def predict_video(predictor, path: Path, detector: str, boxes_file, overlay_path
     if not capture.isOpened():
         raise DataError(path, "not a readable video (corrupt or unsupported format)")
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    frames, writer, written = [], None, None
+    frames, written = [], None
+    video_out = VideoOverlay(overlay_path, fps) if overlay_path is not None else None
     try:
         while True:
             ok, frame_bgr = capture.read()
@@ -147,16 +193,17 @@ def predict_video(predictor, path: Path, detector: str, boxes_file, overlay_path
             if not faces:
                 entry["note"] = NO_FACE_NOTE
             frames.append(entry)
-            if overlay_path is not None:
-                if writer is None:
-                    writer, written = open_video_writer(overlay_path, fps, (image.shape[1], image.shape[0]))
-                writer.write(draw_faces(image, faces))
+            if video_out is not None:
+                video_out.write(draw_faces(image, faces))
         width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        written = video_out.finish() if video_out is not None else None
+    except BaseException:
+        if video_out is not None:
+            video_out.abort()
+        raise
     finally:
         capture.release()
-        if writer is not None:
-            writer.release()
     if not frames:
         raise DataError(path, "not a readable video (no frame could be decoded)")
     record = {"file": str(path), "video": True, "fps": fps, "width": width, "height": height,
@@ -173,17 +220,8 @@ def _compact_number_lists(text: str) -> str:
 
 
 def write_json(data: dict, path: Path) -> None:
-    """Write indented JSON atomically (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(_compact_number_lists(json.dumps(data, indent=1)) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write indented JSON atomically (fileio.write_text: temp file in the same folder, then rename)."""
+    fileio.write_text(path, _compact_number_lists(json.dumps(data, indent=1)) + "\n")
 
 
 def predict_files(predictor, inputs, out_dir, detector: str = "haar", boxes_file=None, overlay: bool = True,
@@ -214,7 +252,10 @@ def predict_files(predictor, inputs, out_dir, detector: str = "haar", boxes_file
             log(f"{path}: {len(record['faces'])} face(s)" + (f" ({NO_FACE_NOTE})" if not record["faces"] else ""))
     for path in skipped:
         log(f"skipped {path}: not an image or video file (by extension)")
-    return {"checkpoint": predictor.source, "backend": predictor.backend, "scheme": predictor.scheme,
+    document = {"checkpoint": predictor.source}
+    if getattr(predictor, "first_stage", None):
+        document["first_stage"] = predictor.first_stage
+    return {**document, "backend": predictor.backend, "scheme": predictor.scheme.name,
             "detector": "boxes file" if boxes_file is not None else detector,
             "coordinates": "source image pixels, x then y, 0-based pixel-centre (top-left pixel centre = (0, 0))",
             "images": results, "skipped": [str(p) for p in skipped], "failed": failed}
@@ -222,24 +263,30 @@ def predict_files(predictor, inputs, out_dir, detector: str = "haar", boxes_file
 
 def add_arguments(parser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or video files")
-    parser.add_argument("--checkpoint", help="checkpoint (.pt) or exported model (.onnx); default: the shipped "
-                                             "pretrained 68-point model")
-    parser.add_argument("--out", default="facemarks_predictions",
-                        help="output folder for predictions.json and overlays (default ./facemarks_predictions)")
-    parser.add_argument("--detector", choices=["haar", "whole"], default="haar",
+    common.add_checkpoint(parser, required=False, help_text="checkpoint (.pt) or exported model (.onnx); default: "
+                                                            "the shipped pretrained 68-point model")
+    parser.add_argument("--first-stage", metavar="PATH",
+                        help="run this model (.pt/.onnx) on the face boxes first, and --checkpoint (an aligned-crop "
+                             "model) on crops aligned to its points")
+    common.add_out(parser, help_text="folder for predictions.json and the overlays (default ./facemarks_predictions)")
+    parser.set_defaults(out="facemarks_predictions")
+    parser.add_argument("--detector", choices=DETECTORS.names(), default="haar",
                         help="haar: OpenCV face detector; whole: each image is one tight face crop")
     parser.add_argument("--boxes", help="JSON or CSV file of face boxes per image (landmark-box convention, "
                                         "x_min y_min x_max y_max); replaces the detector")
     parser.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    parser.add_argument("--device", default="cpu", help="PyTorch device for --backend torch (default cpu)")
+    common.add_device(parser)
+    common.add_threads(parser)
+    common.add_batch_size(parser, default=64, help_text="faces per forward pass")
     parser.add_argument("--no-overlay", action="store_true", help="write only the JSON, no overlay images/videos")
 
 
 def run(args) -> int:
-    from facemarks.inference.predictor import load
     from facemarks.inference.detect import BoxesFile
+    from facemarks.inference.predictor import load
 
-    predictor = load(args.checkpoint, backend=args.backend, device=args.device)
+    predictor = load(args.checkpoint, backend=args.backend, device=args.device, threads=args.threads,
+                     first_stage=args.first_stage, batch_size=args.batch_size)
     boxes_file = BoxesFile(args.boxes) if args.boxes else None
     out_dir = Path(args.out)
     document = predict_files(predictor, args.inputs, out_dir, args.detector, boxes_file, overlay=not args.no_overlay)

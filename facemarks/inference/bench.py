@@ -1,4 +1,4 @@
-"""`facemarks bench`: speed (faces/s), size and multiply-adds of landmark models on the CPU.
+"""Benchmark (`facemarks bench`): speed (faces/s), size and multiply-adds of landmark models on the CPU.
 
 For each model: faces per second at batch 1 and batch 32 with PyTorch (eval mode,
 inference_mode, the faster of contiguous and channels_last memory formats) and with ONNX
@@ -6,14 +6,12 @@ Runtime (the model + decoder exported as by `facemarks export`, all graph optimi
 sequential execution, T intra-op threads), plus parameters, weight size and
 multiply-adds per face. Each number is the median of `repeats` measurements, each running
 for at least `min_time` seconds after a warm-up. Speed is measured on random inputs: it
-does not depend on the weights, so untrained models (--models) measure the same as
-trained ones (--checkpoint).
+does not depend on the weights, so untrained models (by name) measure the same as
+trained ones (checkpoints).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import platform
 import statistics
@@ -22,6 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from facemarks.engine.checkpoint import Checkpoint
+from facemarks.inference.onnx import OnnxRunner, onnx_model_proto
+from facemarks.inference.predictor import torch_threads
 
 DEFAULT_BATCHES = (1, 32)
 
@@ -58,17 +60,6 @@ def faces_per_second(step, batch: int, min_time: float = 0.5, repeats: int = 5, 
     return {"median": statistics.median(runs), "runs": runs}
 
 
-@contextlib.contextmanager
-def torch_threads(threads: int | None):
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def bench_torch(model: torch.nn.Module, input_size: int, batch: int, threads: int | None, min_time: float,
                 repeats: int) -> dict:
     """PyTorch faces/s at one batch size, with the faster memory format (tried briefly)."""
@@ -97,8 +88,6 @@ def bench_torch(model: torch.nn.Module, input_size: int, batch: int, threads: in
 def bench_onnx(onnx_bytes: bytes, input_size: int, batch: int, threads: int | None, min_time: float,
                repeats: int) -> dict:
     """ONNX Runtime faces/s at one batch size."""
-    from facemarks.inference.onnx_runtime import OnnxRunner
-
     runner = OnnxRunner(onnx_bytes, threads=threads)
     x = np.random.default_rng(0).random((batch, 3, input_size, input_size), dtype=np.float32)
     result = faces_per_second(lambda: runner(x), batch, min_time, repeats, min_time / 2)
@@ -108,7 +97,6 @@ def bench_onnx(onnx_bytes: bytes, input_size: int, batch: int, threads: int | No
 def bench_model(name: str, model: torch.nn.Module, input_size: int, backends=("torch", "onnx"),
                 batches=DEFAULT_BATCHES, threads: int | None = None, min_time: float = 0.5, repeats: int = 5) -> dict:
     """One row of the benchmark: complexity and faces/s per backend and batch size."""
-    from facemarks.inference.onnx import onnx_model_proto
     from facemarks.models import complexity
 
     row = {"model": name, "input_size": input_size, **complexity(model, input_size), "speed": {}}
@@ -130,15 +118,13 @@ def bench_model(name: str, model: torch.nn.Module, input_size: int, backends=("t
 def models_to_bench(names=(), checkpoints=(), input_size: int | None = None, num_points: int = 68):
     """(label, model, input size) for named untrained models and for checkpoints."""
     from facemarks import models
-    from facemarks.inference.predictor import build_model
-    from facemarks.engine.checkpoint import load
 
     for name in names:
         model = models.create(name, num_points, **({"input_size": input_size} if input_size else {}))
         yield name, model.eval(), int(input_size or model.input_size)
     for path in checkpoints:
-        checkpoint = load(path)
-        yield Path(path).name, build_model(checkpoint, path), int(checkpoint["input_size"])
+        checkpoint = Checkpoint.load(path)
+        yield Path(path).name, checkpoint.build_model(), int(checkpoint.input_size)
 
 
 def run_bench(names=(), checkpoints=(), input_size=None, threads=None, backends=("torch", "onnx"),
@@ -147,8 +133,9 @@ def run_bench(names=(), checkpoints=(), input_size=None, threads=None, backends=
     import onnxruntime
 
     threads = threads or os.cpu_count()
+    to_bench = list(models_to_bench(names, checkpoints, input_size))  # every file read before any timing
     rows = [bench_model(label, model, size, backends, batches, threads, min_time, repeats)
-            for label, model, size in models_to_bench(names, checkpoints, input_size)]
+            for label, model, size in to_bench]
     return {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "threads": threads,
             "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
             "settings": {"min_time_s": min_time, "repeats": repeats, "batches": list(batches),
@@ -175,24 +162,3 @@ def format_table(result: dict) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--models", nargs="+", default=[], metavar="NAME", help="model names (untrained weights)")
-    parser.add_argument("--checkpoint", nargs="+", default=[], metavar="PATH", help="checkpoints to measure")
-    parser.add_argument("--input-size", type=int, help="input side for --models (default: each model's default)")
-    parser.add_argument("--threads", type=int, help="PyTorch / ONNX Runtime intra-op threads (default: all CPUs)")
-    parser.add_argument("--backend", nargs="+", choices=["torch", "onnx"], default=["torch", "onnx"])
-    parser.add_argument("--batch", nargs="+", type=int, default=list(DEFAULT_BATCHES), help="batch sizes (default 1 32)")
-    parser.add_argument("--min-time", type=float, default=0.5, help="seconds per timed run (default 0.5)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per number; the median is kept (default 5)")
-    parser.add_argument("--json", help="also write the results to this JSON file")
-
-
-def run(args) -> int:
-    names = args.models or ([] if args.checkpoint else ["dsnet"])
-    result = run_bench(names, args.checkpoint, args.input_size, args.threads, tuple(args.backend),
-                       tuple(args.batch), args.min_time, args.repeats)
-    print(format_table(result))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
-    return 0

@@ -1,13 +1,16 @@
-"""Face boxes for prediction: OpenCV's Haar cascade, a boxes file, or the whole image.
+"""Face boxes for prediction: registered detectors, or a boxes file.
 
 Every source returns boxes as float64 (K, 4) arrays `x_min, y_min, x_max, y_max` in 0-based
 pixel-centre coordinates, in the **landmark-box convention**: the box is the expected extent
-of the landmarks, because the models are trained on crops around the landmark box (see
-`facemarks.geometry.affine.crop_matrix`). A face detector's box covers a different region (the
+of the landmarks, because box-crop models are trained on crops around the landmark box (see
+`facemarks.geometry.crop.BoxCrop`). A face detector's box covers a different region (the
 Haar cascade's square box is about 1.2 times wider and includes the forehead, so its
-centre lies above the landmark box's centre), so
-`HaarFaceDetector` maps each detection to the expected landmark box with a fixed affine
-relation fitted on the 300W training split by `benchmarks/calibrate_detector.py`.
+centre lies above the landmark box's centre), so `HaarFaceDetector` carries its calibration:
+a fixed affine relation to the expected landmark box fitted on the 300W training split by
+`benchmarks/calibrate_detector.py`.
+
+Detectors are registered in `facemarks.registry.DETECTORS` ("haar", "whole"): each entry
+builds a callable `detector(image RGB uint8) -> (K, 4) landmark boxes`.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ import cv2
 import numpy as np
 
 from facemarks.errors import DataError
+from facemarks.registry import DETECTORS
 
 # Detector box -> expected landmark box, fitted (medians) by benchmarks/calibrate_detector.py
-# on the 300W training split (AFW + HELEN train + LFPW train in /work/shared/data/300w:
+# on the 300W training split (AFW + HELEN train + LFPW train of the project's shared 300W data:
 # 1,838 of 2,012 faces detected with IoU >= 0.3), cascade haarcascade_frontalface_default.xml
 # with scale_factor 1.1, min_neighbors 5, min_size 24 (the defaults below).
 # Relative to the detection's centre (cx, cy) and side (w, h):
@@ -63,6 +67,7 @@ def _load_cascade(name: str):
     return classifier
 
 
+@DETECTORS.register("haar")
 class HaarFaceDetector:
     """Frontal-face detector: OpenCV's Haar cascade (shipped with opencv-python-headless),
     with its boxes mapped to expected landmark boxes.
@@ -71,12 +76,16 @@ class HaarFaceDetector:
     `min_neighbors` trades recall for precision (higher: fewer false faces); images larger
     than `max_side` pixels are searched at reduced size (area averaging) for speed, so the
     smallest face found in them is min_size * (longest side / max_side); None searches
-    every image at full size.
+    every image at full size. `center_offset` / `size_scale`: the calibration to landmark
+    boxes (see `map_boxes`; fitted for the default cascade and search settings).
     """
 
     def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", scale_factor: float = 1.1,
-                 min_neighbors: int = 5, min_size: int = 24, max_side: int | None = 1600):
+                 min_neighbors: int = 5, min_size: int = 24, max_side: int | None = 1600,
+                 center_offset=HAAR_CENTER_OFFSET, size_scale=HAAR_SIZE_SCALE):
         self.classifier = _load_cascade(cascade)
+        self.center_offset = tuple(center_offset)
+        self.size_scale = tuple(size_scale)
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self.min_size = min_size
@@ -101,13 +110,21 @@ class HaarFaceDetector:
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Expected landmark boxes (K, 4) of the faces found in an RGB uint8 image."""
-        return map_boxes(self.detect(image))
+        return map_boxes(self.detect(image), self.center_offset, self.size_scale)
 
 
 def whole_image_box(image: np.ndarray) -> np.ndarray:
     """The whole image as one landmark box (1, 4): for images that are tight face crops."""
     h, w = image.shape[:2]
     return np.array([[-0.5, -0.5, w - 0.5, h - 0.5]])
+
+
+@DETECTORS.register("whole")
+class WholeImageDetector:
+    """Each image is one tight face crop: its landmark box is the whole image."""
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return whole_image_box(image)
 
 
 class BoxesFile:

@@ -1,20 +1,29 @@
-"""`facemarks export`: a checkpoint -> an ONNX model, checked against PyTorch.
+"""ONNX: export a checkpoint (checked against PyTorch) and run exported models.
 
-The exported graph is the model followed by its decoder (`model.decode`), so every model
-kind exports to the same contract: input `images` float32 (B, 3, S, S) RGB in [0, 1],
-output `points` float32 (B, N, 2) in normalised input coordinates (0 and 1 are the crop's
-outer edges). Heatmap models therefore carry their heatmap decoding inside the ONNX graph.
-The checkpoint's scheme, input size and crop margin travel as ONNX metadata, so the file
-is a complete predictor (`facemarks.load("model.onnx")`).
+The exported graph is the model followed by its decoder (`model.decode` with the
+checkpoint's decoder), so every model kind exports to the same contract: input `images`
+float32 (B, 3, S, S) RGB in [0, 1], output `points` float32 (B, N, 2) in normalised input
+coordinates (0 and 1 are the crop's outer edges). Heatmap models therefore carry their
+heatmap decoding inside the ONNX graph.
 
-Parity: the ONNX model (run by ONNX Runtime) and the PyTorch model must agree on real face
-crops (the 300W common split of the shared data when available, else synthetic images) to
-better than `PARITY_TOLERANCE` of the input size; otherwise nothing is written.
+Metadata (`metadata_props`, format `facemarks-onnx-v2`): the full landmark scheme (JSON of
+`schemes.to_dict`) and the crop policy (JSON of `CropPolicy.to_dict`), the input size, the
+number of points, the model name and the SHA-256 of the checkpoint file. So an .onnx file
+alone is a complete predictor (`facemarks.load("model.onnx")`), custom schemes and aligned
+crops included. Files of the first format (`facemarks-onnx-v1`: the scheme by name and a
+`crop_margin`) still load.
+
+Parity: ONNX Runtime and PyTorch must agree on face crops to better than
+`PARITY_TOLERANCE` of the input size, otherwise nothing is written. The crops come from the
+dataset split the caller names (`parity_data`, `parity_split`), cut with the checkpoint's
+own crop policy; without one, smooth synthetic images stand in.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import warnings
@@ -24,59 +33,50 @@ import numpy as np
 import torch
 from torch import nn
 
-from facemarks.engine import checkpoint as ckpt
-from facemarks import fileio
-from facemarks.errors import FacemarksError
+from facemarks import fileio, schemes
+from facemarks.engine.checkpoint import Checkpoint
+from facemarks.errors import CheckpointError, FacemarksError
+from facemarks.geometry.crop import CropPolicy, crop_policy, BoxCrop
+from facemarks.inference.preprocess import crops_to_input, cut_crops
 
 PARITY_TOLERANCE = 1e-4  # largest allowed point difference, as a fraction of the input size
 DEFAULT_OPSET = 20
+ONNX_FORMAT = "facemarks-onnx-v2"
+ONNX_FORMAT_V1 = "facemarks-onnx-v1"  # scheme by name, crop as crop_margin: read only
 
 
 class ExportError(FacemarksError):
     """The export failed or the exported model disagrees with PyTorch."""
 
 
+# ---------------------------------------------------------------------------------------
+# Export
+
+
 class PointsModel(nn.Module):
     """A landmark model with its decoder: images (B, 3, S, S) -> points (B, N, 2) normalised."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, decoder: str | None = None):
         super().__init__()
         self.model = model
+        self.decoder = decoder
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model.decode(self.model(images))
+        return self.model.decode(self.model(images), decoder=self.decoder)
 
 
-def shared_data_dir() -> Path:
-    """Where the project's shared datasets live: $FACEMARKS_SHARED_DATA, else ../shared/data
-    beside the repository (absent in an installed package)."""
-    default = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return Path(os.environ.get("FACEMARKS_SHARED_DATA", default))
+def real_face_crops(crop: CropPolicy, input_size: int, count: int, data: str, split: str | None = None) -> np.ndarray:
+    """Up to `count` uint8 (B, S, S, 3) crops, cut with `crop`, of annotated faces spread over
+    the split `split` (None: every face) of the dataset spec `data` ("300w:DIR", ...)."""
+    from facemarks.data import formats
 
-
-def real_face_crops(input_size: int, crop_margin: float, count: int, data: str | None = None,
-                    split: str | None = "common"):
-    """Up to `count` uint8 (B, S, S, 3) crops around annotated faces, spread over the split,
-    or None when no dataset is available. `data` is a dataset spec ("300w:DIR", ...);
-    default: the shared 300W data."""
-    from facemarks.data import formats as datasets
-    from facemarks.geometry.affine import warp_antialiased
-    from facemarks.geometry.affine import crop_matrix
-
-    if data is None:
-        folder = shared_data_dir() / "300w"
-        if not folder.is_dir():
-            return None
-        data = f"300w:{folder}"
-    samples = datasets.load(data, split)
-    if not samples:
-        return None
+    samples = formats.load(data, split)
     picks = np.linspace(0, len(samples) - 1, min(count, len(samples))).round().astype(int)
     crops = []
     for index in picks:
         sample = samples[index]
-        matrix = crop_matrix(sample.box, input_size, margin=crop_margin)
-        crops.append(warp_antialiased(datasets.read_image(sample.image_path), matrix, input_size))
+        matrix = crop.matrix(input_size, box=sample.box, points=sample.landmarks, scheme=schemes.get(sample.scheme))
+        crops.append(cut_crops(formats.read_image(sample.image_path), matrix[None], input_size)[0])
     return np.stack(crops)
 
 
@@ -104,10 +104,11 @@ def _quiet_exporter():
         logger.setLevel(level)
 
 
-def onnx_model_proto(model: nn.Module, input_size: int, batch="dynamic", opset: int = DEFAULT_OPSET):
+def onnx_model_proto(model: nn.Module, input_size: int, batch="dynamic", opset: int = DEFAULT_OPSET,
+                     decoder: str | None = None):
     """Export `model` plus its decoder with torch.onnx's dynamo exporter -> onnx.ModelProto.
     batch: "dynamic" (any batch size) or a fixed int."""
-    wrapper = PointsModel(model).eval()
+    wrapper = PointsModel(model, decoder).eval()
     example_batch = 2 if batch == "dynamic" else int(batch)  # 2, not 1: 1 would be specialised
     example = torch.rand(example_batch, 3, input_size, input_size)
     dynamic_shapes = ({0: torch.export.Dim("batch")},) if batch == "dynamic" else None
@@ -135,20 +136,17 @@ def _strip_debug_info(graph) -> None:
                 _strip_debug_info(subgraph)
 
 
-def parity(model: nn.Module, onnx_bytes: bytes, crops: np.ndarray) -> dict:
+def parity(model: nn.Module, onnx_bytes: bytes, crops: np.ndarray, decoder: str | None = None) -> dict:
     """Largest point difference between PyTorch and ONNX Runtime on `crops`
     (uint8 (B, S, S, 3)), in input pixels and as a fraction of the input size; run on the
     whole batch and on the first crop alone (the batch axis must really be dynamic)."""
-    from facemarks.inference.predictor import crops_to_input
-    from facemarks.inference.onnx_runtime import OnnxRunner
-
     images = crops_to_input(crops)
     size = images.shape[-1]
     runner = OnnxRunner(onnx_bytes, threads=1)
-    wrapper = PointsModel(model).eval()
+    wrapper = PointsModel(model, decoder).eval()
     with torch.inference_mode():
         expected = wrapper(torch.from_numpy(images)).numpy()
-    fixed = _fixed_batch(runner)
+    fixed = runner.fixed_batch
     step = fixed or len(images)
     worst = 0.0
     for begin in range(0, len(images) - step + 1, step):
@@ -160,84 +158,173 @@ def parity(model: nn.Module, onnx_bytes: bytes, crops: np.ndarray) -> dict:
             "tolerance_fraction": PARITY_TOLERANCE, "ok": worst < PARITY_TOLERANCE}
 
 
-def _fixed_batch(runner) -> int | None:
-    dim = runner.session.get_inputs()[0].shape[0]
-    return dim if isinstance(dim, int) else None
+def metadata_for(checkpoint: Checkpoint, num_points: int | None, sha256: str) -> dict[str, str]:
+    """The ONNX metadata of an exported checkpoint (all values strings)."""
+    values = {"format": ONNX_FORMAT, "scheme": json.dumps(schemes.to_dict(checkpoint.scheme)),
+              "crop": json.dumps(checkpoint.crop.to_dict()), "input_size": int(checkpoint.input_size),
+              "num_points": num_points, "model_name": checkpoint.model.name, "kind": checkpoint.kind,
+              "checkpoint_sha256": sha256}
+    return {key: str(value) for key, value in values.items() if value is not None}
 
 
 def export_onnx(checkpoint, out_path, batch="dynamic", opset: int = DEFAULT_OPSET, parity_faces: int = 32,
-                parity_data: str | None = None, parity_split: str | None = "common") -> dict:
-    """Export a checkpoint (path, or a loaded checkpoint dict) to ONNX at `out_path`.
+                parity_data: str | None = None, parity_split: str | None = None) -> dict:
+    """Export a checkpoint (a path, or a `Checkpoint`) to ONNX at `out_path`.
 
     batch: "dynamic" or a fixed batch size. opset: ONNX opset version.
-    The model is checked against PyTorch on `parity_faces` face crops (`parity_data` spec,
-    default the shared 300W common split, else synthetic crops); the file is written
-    (atomically) only if the largest difference is below PARITY_TOLERANCE of the input size.
-    Returns a report: out, checkpoint, input_size, num_points, opset, batch, parity {...}.
+    The model is checked against PyTorch on `parity_faces` face crops of the split
+    `parity_split` of the dataset spec `parity_data` (None: synthetic crops); the file is
+    written (atomically) only if the largest difference is below PARITY_TOLERANCE of the
+    input size. Returns a report: out, checkpoint, input_size, num_points, opset, batch,
+    size_bytes, parity {...}.
     """
     import onnx
 
-    from facemarks.inference.predictor import build_model
-    from facemarks.inference.onnx_runtime import ONNX_FORMAT, file_sha256
-
-    if isinstance(checkpoint, dict):
-        source, loaded, sha = "<checkpoint dict>", checkpoint, ""
+    if isinstance(checkpoint, Checkpoint):
+        loaded, sha = checkpoint, ""
     else:
-        source, loaded, sha = str(checkpoint), ckpt.load(checkpoint), file_sha256(checkpoint)
-    model = build_model(loaded, source)
-    size, margin = int(loaded["input_size"]), float(loaded.get("crop_margin", 0.25))
+        loaded, sha = Checkpoint.load(checkpoint), file_sha256(checkpoint)
+    model = loaded.build_model()
+    size = int(loaded.input_size)
 
-    proto = onnx_model_proto(model, size, batch=batch, opset=opset)
+    proto = onnx_model_proto(model, size, batch=batch, opset=opset, decoder=loaded.decoder)
     num_points = int(proto.graph.output[0].type.tensor_type.shape.dim[1].dim_value) or None
-    metadata = {"format": ONNX_FORMAT, "scheme": str(loaded["scheme"]), "input_size": size, "crop_margin": margin,
-                "num_points": num_points, "model_name": loaded["model"]["name"], "checkpoint_sha256": sha}
-    for key, value in metadata.items():
-        if value is not None:
-            proto.metadata_props.add(key=key, value=str(value))
+    for key, value in metadata_for(loaded, num_points, sha).items():
+        proto.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
 
-    crops = real_face_crops(size, margin, parity_faces, parity_data, parity_split) if parity_faces else None
-    crops_kind = "face crops" if crops is not None else "synthetic crops"
-    if crops is None:
-        crops = synthetic_crops(size, max(parity_faces, 2))
+    if parity_data and parity_faces:
+        crops, crops_kind = real_face_crops(loaded.crop, size, parity_faces, parity_data, parity_split), "face crops"
+    else:
+        crops, crops_kind = synthetic_crops(size, max(parity_faces, 2)), "synthetic crops"
     if batch != "dynamic" and len(crops) < int(batch):  # a fixed batch needs that many crops
         crops = np.concatenate([crops] * (int(batch) // len(crops) + 1))[: int(batch)]
-    check = parity(model, data, crops)
+    check = parity(model, data, crops, loaded.decoder)
     check["crops"] = crops_kind
     if not check["ok"]:
-        raise ExportError(f"{source}: ONNX and PyTorch disagree by {check['max_diff_px']:.3g} input px "
+        raise ExportError(f"{loaded.source}: ONNX and PyTorch disagree by {check['max_diff_px']:.3g} input px "
                           f"({check['max_diff_fraction']:.2e} of the input size, tolerance {PARITY_TOLERANCE:.0e}); "
                           f"nothing written to {out_path}")
     fileio.write_bytes(out_path, data)
-    return {"out": str(out_path), "checkpoint": source, "input_size": size, "num_points": num_points,
+    return {"out": str(out_path), "checkpoint": loaded.source, "input_size": size, "num_points": num_points,
             "opset": opset, "batch": batch, "size_bytes": len(data), "parity": check}
 
 
-def format_report(report: dict) -> str:
-    p = report["parity"]
-    return (f"wrote {report['out']} ({report['size_bytes'] / 1024:.1f} KB, opset {report['opset']}, batch {report['batch']})\n"
-            f"input images float32 (B, 3, {report['input_size']}, {report['input_size']}) RGB in [0, 1]; "
-            f"output points float32 (B, {report['num_points']}, 2) normalised\n"
-            f"parity vs PyTorch on {p['faces']} {p['crops']}: largest difference {p['max_diff_px']:.2e} input px "
-            f"= {p['max_diff_fraction']:.2e} of the input size (tolerance {p['tolerance_fraction']:.0e}): "
-            f"{'OK' if p['ok'] else 'FAILED'}")
+# ---------------------------------------------------------------------------------------
+# Runtime
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("checkpoint", help="facemarks checkpoint (.pt)")
-    parser.add_argument("--out", help="ONNX file to write (default: the checkpoint's name with .onnx)")
-    parser.add_argument("--batch", default="dynamic", help="'dynamic' (default) or a fixed batch size")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    parser.add_argument("--parity-faces", type=int, default=32, help="face crops for the parity check (default 32)")
-    parser.add_argument("--parity-data", help="dataset spec for the parity crops (default: shared 300W data)")
-    parser.add_argument("--parity-split", default="common", help="split of --parity-data (default common)")
+def session_options(threads: int | None = None):
+    """ONNX Runtime options for low-latency CPU inference: all graph optimisations,
+    sequential execution (landmark models are chains: no parallel branches to overlap),
+    `threads` intra-op threads (None: ONNX Runtime's default, one per physical core)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
+    if threads:
+        options.intra_op_num_threads = int(threads)
+    return options
 
 
-def run(args) -> int:
-    batch = args.batch if args.batch == "dynamic" else int(args.batch)
-    out = args.out or str(Path(args.checkpoint).with_suffix(".onnx"))
-    report = export_onnx(args.checkpoint, out, batch=batch, opset=args.opset, parity_faces=args.parity_faces,
-                         parity_data=args.parity_data, parity_split=args.parity_split)
-    print(format_report(report))
-    return 0
+class OnnxRunner:
+    """An ONNX Runtime session on the CPU: float (B, 3, S, S) in [0, 1] -> (B, N, 2).
+
+    model: path of an .onnx file, or its serialized bytes.
+    """
+
+    def __init__(self, model, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.source = "<bytes>" if isinstance(model, (bytes, bytearray)) else str(model)
+        if not isinstance(model, (bytes, bytearray)):
+            if not Path(model).is_file():
+                raise CheckpointError(model, "ONNX file not found")
+            model = str(model)
+        try:
+            self.session = ort.InferenceSession(model, sess_options=session_options(threads),
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise CheckpointError(self.source, f"not a loadable ONNX model ({type(exc).__name__}: {exc})") from exc
+        self.input_name = self.session.get_inputs()[0].name
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size the model was exported for, or None when the batch axis is dynamic."""
+        dim = self.session.get_inputs()[0].shape[0]
+        return dim if isinstance(dim, int) else None
+
+    @property
+    def metadata(self) -> dict:
+        """The facemarks metadata, parsed (see `read_metadata`)."""
+        return read_metadata(self.session.get_modelmeta().custom_metadata_map, self.source)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        return self.session.run(None, {self.input_name: images})[0]
+
+
+def read_metadata(raw: dict, source) -> dict:
+    """The facemarks metadata of an ONNX model (its string map) as
+    {"format", "scheme": Scheme, "crop": CropPolicy, "input_size": int, "num_points",
+    "model_name", "checkpoint_sha256"} (the last three may be absent). Reads both formats;
+    CheckpointError naming `source` for anything else."""
+    fmt = raw.get("format")
+    if fmt not in (ONNX_FORMAT, ONNX_FORMAT_V1):
+        raise CheckpointError(source, f"not a facemarks ONNX model (metadata format is not {ONNX_FORMAT!r}); "
+                                      "export it with `facemarks export`")
+    try:
+        if fmt == ONNX_FORMAT:
+            scheme = schemes.from_dict(json.loads(raw["scheme"]), source)
+            crop = crop_policy(json.loads(raw["crop"]))
+        else:
+            scheme, crop = schemes.get(raw["scheme"]), BoxCrop(float(raw["crop_margin"]))
+        meta = {"format": fmt, "scheme": scheme, "crop": crop, "input_size": int(raw["input_size"])}
+        meta.update({key: int(raw[key]) if key == "num_points" else raw[key]
+                     for key in ("num_points", "model_name", "checkpoint_sha256") if key in raw})
+    except (KeyError, ValueError, TypeError, FacemarksError) as exc:
+        raise CheckpointError(source, f"malformed facemarks ONNX metadata ({type(exc).__name__}: {exc})") from None
+    return meta
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _metadata_of(path) -> dict:
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # any unreadable file is simply not a current export
+        return {}
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def onnx_for_checkpoint(checkpoint_path, cache_root=None) -> Path:
+    """The ONNX file of a checkpoint, exported on first use.
+
+    Uses `CHECKPOINT.onnx` beside the checkpoint when its metadata is current (this format,
+    this checkpoint's SHA-256; e.g. written by `facemarks export`); otherwise exports once
+    (parity on synthetic crops) to `CACHE/onnx/NAME-SHA.onnx`, CACHE being
+    `fileio.cache_root()`.
+    """
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise CheckpointError(path, "checkpoint file not found")
+    sha = file_sha256(path)
+    sibling = path.with_suffix(".onnx")
+    meta = _metadata_of(sibling) if sibling.is_file() else {}
+    if meta.get("format") == ONNX_FORMAT and meta.get("checkpoint_sha256") == sha:
+        return sibling
+    cached = Path(cache_root or fileio.cache_root()) / "onnx" / f"{path.stem}-{sha[:16]}.onnx"
+    if not cached.is_file() or _metadata_of(cached).get("format") != ONNX_FORMAT:
+        export_onnx(path, cached, parity_faces=8)
+    return cached
