@@ -414,6 +414,38 @@ def load_custom(path) -> Scheme:
     the file when it cannot be read or is inconsistent (see `validate`).
     """
     path = Path(path)
+    data = _read_scheme_file(path)
+    known = {"name", "num_points", "flip_permutation", "flip_pairs", "outer_eye_corners", "left_eye", "right_eye", "regions", "boundaries"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise DataError(path, f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    for required in ("num_points", "outer_eye_corners", "left_eye", "right_eye"):
+        if required not in data:
+            raise DataError(path, f"missing field {required!r}")
+    num_points = data["num_points"]
+    if not isinstance(num_points, int) or isinstance(num_points, bool) or num_points <= 0:
+        raise DataError(path, f"num_points must be a positive integer, got {num_points!r}")
+
+    def mapping(key) -> dict[str, tuple[int, ...]]:
+        value = data.get(key) or {}
+        if not isinstance(value, dict):
+            raise DataError(path, f"{key} must be a mapping name -> list of indices")
+        return {str(k): _as_indices(v, path, f"{key}[{k!r}]") for k, v in value.items()}
+
+    scheme = Scheme(
+        name=str(data.get("name") or path.stem),
+        num_points=num_points,
+        flip_permutation=_flip_permutation(data, num_points, path),
+        outer_eye_corners=_as_indices(data["outer_eye_corners"], path, "outer_eye_corners"),
+        left_eye=_as_indices(data["left_eye"], path, "left_eye"),
+        right_eye=_as_indices(data["right_eye"], path, "right_eye"),
+        regions=mapping("regions"),
+        boundaries=mapping("boundaries"),
+    )
+    return validate(scheme, path)
+
+
+def _read_scheme_file(path: Path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -431,47 +463,21 @@ def load_custom(path) -> Scheme:
         raise DataError(path, f"not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}") from None
     if not isinstance(data, dict):
         raise DataError(path, "a scheme file must hold a mapping of fields")
+    return data
 
-    known = {"name", "num_points", "flip_permutation", "flip_pairs", "outer_eye_corners", "left_eye", "right_eye", "regions", "boundaries"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise DataError(path, f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    for required in ("num_points", "outer_eye_corners", "left_eye", "right_eye"):
-        if required not in data:
-            raise DataError(path, f"missing field {required!r}")
-    num_points = data["num_points"]
-    if not isinstance(num_points, int) or isinstance(num_points, bool) or num_points <= 0:
-        raise DataError(path, f"num_points must be a positive integer, got {num_points!r}")
 
+def _flip_permutation(data: dict, num_points: int, path) -> tuple[int, ...]:
+    """The scheme file's flip_permutation, or the permutation of its flip_pairs."""
     if ("flip_permutation" in data) == ("flip_pairs" in data):
         raise DataError(path, "give exactly one of flip_permutation or flip_pairs")
     if "flip_permutation" in data:
-        perm = _as_indices(data["flip_permutation"], path, "flip_permutation")
-    else:
-        pairs = data["flip_pairs"]
-        if not isinstance(pairs, list) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
-            raise DataError(path, "flip_pairs must be a list of [a, b] pairs")
-        flat = _as_indices([i for p in pairs for i in p], path, "flip_pairs")
-        if any(not 0 <= i < num_points for i in flat):
-            raise DataError(path, f"flip_pairs: indices must be in 0..{num_points - 1}")
-        if len(set(flat)) != len(flat):
-            raise DataError(path, "flip_pairs: an index appears in more than one pair")
-        perm = _permutation_from_pairs(num_points, pairs)
-
-    def mapping(key) -> dict[str, tuple[int, ...]]:
-        value = data.get(key) or {}
-        if not isinstance(value, dict):
-            raise DataError(path, f"{key} must be a mapping name -> list of indices")
-        return {str(k): _as_indices(v, path, f"{key}[{k!r}]") for k, v in value.items()}
-
-    scheme = Scheme(
-        name=str(data.get("name") or path.stem),
-        num_points=num_points,
-        flip_permutation=perm,
-        outer_eye_corners=_as_indices(data["outer_eye_corners"], path, "outer_eye_corners"),
-        left_eye=_as_indices(data["left_eye"], path, "left_eye"),
-        right_eye=_as_indices(data["right_eye"], path, "right_eye"),
-        regions=mapping("regions"),
-        boundaries=mapping("boundaries"),
-    )
-    return validate(scheme, path)
+        return _as_indices(data["flip_permutation"], path, "flip_permutation")
+    pairs = data["flip_pairs"]
+    if not isinstance(pairs, list) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pairs):
+        raise DataError(path, "flip_pairs must be a list of [a, b] pairs")
+    flat = _as_indices([i for p in pairs for i in p], path, "flip_pairs")
+    if any(not 0 <= i < num_points for i in flat):
+        raise DataError(path, f"flip_pairs: indices must be in 0..{num_points - 1}")
+    if len(set(flat)) != len(flat):
+        raise DataError(path, "flip_pairs: an index appears in more than one pair")
+    return _permutation_from_pairs(num_points, pairs)

@@ -343,13 +343,23 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def render_markdown(results: dict, summary: dict) -> str:
     """The text of report.md for `results` and its `summary`."""
-    threshold = summary["threshold"]
-    thr = f"{threshold:g}"
-    entries = summary["entries"]
-    seed_counts = sorted({e["num_seeds"] for e in entries})
-    dataset = results.get("dataset") or {}
+    thr = f"{summary['threshold']:g}"
     lines = [f"# {results.get('title') or 'Loss comparison'}", "", f"**Verdict:** {summary['verdict']['text']}", ""]
+    lines += _about_section(results, summary)
+    lines += _results_section(summary)
+    lines += _pairs_section(summary)
+    lines += _subsets_section(summary)
+    lines += _training_section(summary)
+    lines += ["## Curves", "", "![CED curves](ced.png)", "", f"CED of the inter-ocular NME up to {thr}, {summary['ced']}.", ""]
+    lines += ["![Training curves](training.png)", "", "Training loss and validation NME per epoch; thin lines are single seeds, thick lines the mean over seeds.", ""]
+    lines += _runs_section(results, summary)
+    lines += _reproduce_section(results)
+    return "\n".join(lines)
 
+
+def _about_section(results: dict, summary: dict) -> list[str]:
+    """One line: when, which version, which data and how many faces."""
+    dataset = results.get("dataset") or {}
     about = []
     if results.get("created"):
         about.append(f"Created {results['created']}")
@@ -367,9 +377,13 @@ def render_markdown(results: dict, summary: dict) -> str:
     if dataset.get("val_split"):
         counts.append(f"validation split `{dataset['val_split']}`")
     about.append(", ".join(counts))
-    lines += ["; ".join(about) + ".", ""]
+    return ["; ".join(about) + ".", ""]
 
-    # Main table, in the manner of the reference paper's Table 2.
+
+def _results_section(summary: dict) -> list[str]:
+    """The main table, in the manner of the reference paper's Table 2, and how to read it."""
+    thr = f"{summary['threshold']:g}"
+    entries = summary["entries"]
     kinds = [k for k in list(REQUIRED_NME) + list(OPTIONAL_NME) if all(f"nme_{k}_pct" in e["metrics"] for e in entries)]
     header = ["Entry"] + [f"{NME_TITLES[k]} (%)" for k in kinds] + [f"FR@{thr} (%)", f"AUC@{thr}", "Seeds", "Test faces"]
     rows = []
@@ -381,7 +395,7 @@ def render_markdown(results: dict, summary: dict) -> str:
             + [_fmt_stat(m[f"nme_{k}_pct"], 3) for k in kinds]
             + [_fmt_stat(m["fr_pct"], 2), _fmt_stat(m["auc"], 4), str(e["num_seeds"]), str(e["num_test_faces"])]
         )
-    lines += ["## Results on the test faces", ""] + _table(header, rows) + [""]
+    lines = ["## Results on the test faces", ""] + _table(header, rows) + [""]
     lines += [
         "Rows are ranked by mean inter-ocular NME. Each metric is computed per seed over all test faces, "
         "then given as mean ± sample standard deviation (ddof=1) over seeds; with a single seed only the mean is shown. "
@@ -392,17 +406,10 @@ def render_markdown(results: dict, summary: dict) -> str:
         f"AUC@{thr}: area under the inter-ocular CED curve from 0 to {thr}, divided by {thr}.",
         "",
     ]
+    seed_counts = sorted({e["num_seeds"] for e in entries})
     if len(seed_counts) > 1:
         lines += [f"Note: entries have different numbers of seeds ({', '.join(map(str, seed_counts))}).", ""]
-
-    lines += _pairs_section(summary)
-    lines += _subsets_section(summary)
-    lines += _training_section(summary)
-    lines += ["## Curves", "", "![CED curves](ced.png)", "", f"CED of the inter-ocular NME up to {thr}, {summary['ced']}.", ""]
-    lines += ["![Training curves](training.png)", "", "Training loss and validation NME per epoch; thin lines are single seeds, thick lines the mean over seeds.", ""]
-    lines += _runs_section(results, summary)
-    lines += _reproduce_section(results)
-    return "\n".join(lines)
+    return lines
 
 
 def _pairs_section(summary: dict) -> list[str]:
