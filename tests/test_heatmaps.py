@@ -396,7 +396,8 @@ def test_heatmap_loss_targets_against_the_codec():
     boundaries = hm.draw_boundaries(points, schemes.get("300w"), 16, 2.0)
     assert torch.equal(targets["points"], points)
     assert torch.allclose(targets["heatmaps"], gaussians) and torch.allclose(targets["boundaries"], boundaries)
-    expected = ((output["heatmaps"][0] - gaussians) ** 2).mean() + 0.5 * ((output["boundaries"][0] - boundaries) ** 2).mean()
+    expected = (((output["heatmaps"][0] - gaussians) ** 2).mean()
+                + 0.5 * ((output["boundaries"][0] - boundaries) ** 2).mean())
     assert loss(output, targets).item() == pytest.approx(expected.item(), rel=1e-6)
     # Without a boundary branch (or with boundary_weight 0) there are no boundary targets.
     plain_output, _ = model_output_and_points(boundary=False)

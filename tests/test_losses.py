@@ -424,7 +424,7 @@ def test_check_loss_fills_in_defaults_and_builds_nothing():
         ("smooth_l1", {"beta": -1}, r"'beta' must be > 0, got -1; valid: beta$"),
         ("rwing", {"r": -0.1}, r"'r' must be >= 0, got -0.1; valid: r, w, epsilon$"),
         ("mpd", {"w": 1}, r"has no parameter 'w'; valid: \(none\)$"),
-        ("awing", {"sigma": 0}, r"'sigma' must be > 0, got 0; valid: alpha, .*, sigma, boundary_sigma, .*coord_weight$"),
+        ("awing", {"sigma": 0}, r"'sigma' must be > 0, got 0; valid: alpha, .*, sigma, .*coord_weight$"),
         ("heatmap_mse", {"boundary_weight": -1}, r"'boundary_weight' must be >= 0, got -1; valid: sigma, "),
         ("heatmap_mse", {"coord_weight": True}, r"'coord_weight' must be a number, got True"),
     ],

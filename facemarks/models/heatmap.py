@@ -253,11 +253,12 @@ class SimpleBaseline(HeatmapModel):
 @MODELS.register("resnet18_heatmap", kind="heatmap", takes_scheme=True)
 def resnet18_heatmap(num_points: int, input_size: int = 256, pretrained: str | None = None,
                      deconv_channels: int = 128, coordconv: bool = True, boundary: bool = False,
-                     scheme=None, decoder: str = "dark") -> SimpleBaseline:
+                     scheme: schemes.Scheme | None = None, decoder: str = "dark") -> SimpleBaseline:
     """ResNet-18 (to layer3, stride 16) + 2 deconvolutions: heatmaps of input_size / 4.
 
     input_size: a multiple of 16. pretrained: a local torchvision ResNet-18 weights file.
-    boundary: add a boundary branch (needs the scheme: name, or found from num_points).
+    boundary: add a boundary branch, one channel per boundary of `scheme` (a Scheme, as
+        models.create passes it; None: the built-in scheme with num_points points).
     """
     if input_size % 16:
         raise ValueError(f"resnet18_heatmap needs an input size that is a multiple of 16, got {input_size}")
@@ -337,7 +338,7 @@ class DSHeatmapNet(HeatmapModel):
 
 @MODELS.register("dsnet_heatmap", kind="heatmap", takes_scheme=True)
 def dsnet_heatmap(num_points: int, input_size: int = 96, width: int = 64, coordconv: bool = True,
-                  boundary: bool = False, scheme=None, decoder: str = "dark",
+                  boundary: bool = False, scheme: schemes.Scheme | None = None, decoder: str = "dark",
                   pretrained: str | None = None) -> DSHeatmapNet:
     """Tiny depthwise-separable heatmap model: heatmaps of input_size / 4 (e.g. 96 -> 24).
 

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from facemarks import schemes
 from facemarks.models.heatmap import CoordConv, HeatmapModel, init_output_layers, scheme_boundary_count
 from facemarks.registry import MODELS
 
@@ -180,15 +181,15 @@ class StackedHourglass(HeatmapModel):
 
 @MODELS.register("hourglass", kind="heatmap", takes_scheme=True)
 def hourglass(num_points: int, input_size: int = 256, stacks: int = 4, channels: int = 256, boundary: bool = True,
-              coordconv: bool = True, scheme=None, heatmap_size: int | None = None, depth: int = 4,
-              boundary_threshold: float = 0.05, decoder: str = "dark", pretrained: str | None = None
+              coordconv: bool = True, scheme: schemes.Scheme | None = None, heatmap_size: int | None = None,
+              depth: int = 4, boundary_threshold: float = 0.05, decoder: str = "dark", pretrained: str | None = None
               ) -> StackedHourglass:
     """AWing-style stacked hourglass (see the module docstring).
 
     num_points: N landmarks. input_size: S (heatmaps of heatmap_size, default S / 4).
     stacks, channels, depth: hourglass count, width and depth (4 halvings).
-    boundary: add the boundary branch, K = number of boundaries of `scheme` (a scheme name
-        or path; None: the built-in scheme with num_points points).
+    boundary: add the boundary branch, K = number of boundaries of `scheme` (a Scheme, as
+        models.create passes it; None: the built-in scheme with num_points points).
     coordconv: CoordConv layers (with boundary-masked coordinates when boundary is on).
     No pretrained weights exist for it (`pretrained` must be None).
     """
