@@ -373,22 +373,31 @@ class JSONLinesFormat(DatasetFormat):
         return _split_counts(values)
 
 
-def write_jsonl(samples, path) -> Path:
-    """Write samples as a facemarks JSON-lines file (landmarks as [[x, y], ...]); image
-    paths inside the file's folder are written relative to it."""
+def write_jsonl(samples, path, *, flat: bool = False, decimals: int | None = None) -> Path:
+    """Write samples as a facemarks JSON-lines file; image paths inside the file's folder
+    are written relative to it. Landmarks as [[x, y], ...], or with flat=True as
+    [x0, y0, x1, y1, ...]; decimals: landmarks and box rounded to that many decimals
+    (None: exact). Fields in the order of the module doc."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # before _relative resolves the folder
+
+    def coordinates(values, pairs: bool) -> list:
+        numbers = np.asarray(values, dtype=np.float64).ravel().tolist()
+        if decimals is not None:
+            numbers = [round(v, decimals) for v in numbers]
+        return [numbers[i:i + 2] for i in range(0, len(numbers), 2)] if pairs else numbers
+
     lines = []
     for s in samples:
         attributes = {k: v for k, v in s.attributes.items() if k != "split"}
         record = {
             "image": _relative(s.image_path, path.parent),
-            "landmarks": np.asarray(s.landmarks, dtype=np.float64).tolist(),
-            "box": np.asarray(s.box, dtype=np.float64).tolist(),
-            "scheme": s.scheme,
+            "landmarks": coordinates(s.landmarks, pairs=not flat),
+            "box": coordinates(s.box, pairs=False),
         }
         if "split" in s.attributes:
             record["split"] = s.attributes["split"]
+        record["scheme"] = s.scheme
         if s.subset:
             record["subset"] = s.subset
         if attributes:
