@@ -49,6 +49,7 @@ Files (`render`)
     same parameters reuses the folder).
 """
 
+from facemarks.data.synthetic.dataset import VERSION, default_directory, ensure_rendered, render, split_of
 from facemarks.data.synthetic.params import (
     Degradation,
     Expression,
@@ -60,7 +61,7 @@ from facemarks.data.synthetic.params import (
     neutral_params,
     sample_params,
 )
-from facemarks.data.synthetic.render import VERSION, default_directory, ensure_rendered, generate_face, render, render_face, split_of
+from facemarks.data.synthetic.renderer import Renderer, generate_face, render_face
 from facemarks.data.synthetic.template import NUM_POINTS
 from facemarks.data.synthetic.warp import face_points_3d
 
@@ -83,4 +84,5 @@ __all__ = [
     "Light",
     "Occluder",
     "Degradation",
+    "Renderer",
 ]

@@ -1,4 +1,4 @@
-"""Pose and projection: head frame -> image pixels."""
+"""Pose and projection: head frame -> image pixels (0-based pixel-centre)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class Camera:
         self.eye_head = self.rotation.T @ np.array([0.0, 0.0, self.distance])
 
     def to_camera(self, p):
+        """Head-frame points or normals (..., 3) -> camera frame (rotation only)."""
         return p @ self.rotation.T
 
     def project(self, p):
@@ -38,3 +39,15 @@ class Camera:
     def facing(self, p, normal):
         """> 0 where a surface with outward `normal` (head frame) at p faces the camera."""
         return np.sum(normal * (self.eye_head - p), axis=-1)
+
+    def place(self, points, face_px, face_width, position, size, margin=3.0):
+        """Choose scale and shift: a frontal jaw (144 mm template width times face_width)
+        spans face_px pixels, and the points' box sits at `position` (0..1 per axis) in
+        the free room of a size x size image, `margin` pixels from the border (centred
+        when it does not fit)."""
+        self.scale = face_px / (2.0 * 72.0 * face_width)
+        uv = self.project(points)
+        lo, hi = uv.min(axis=0), uv.max(axis=0)
+        room = (size - 1 - 2 * margin) - (hi - lo)
+        start = margin + np.maximum(room, 0.0) * np.asarray(position) + np.minimum(room, 0.0) * 0.5
+        self.shift = start - lo

@@ -1,24 +1,29 @@
-"""Eyes, brows, mouth, smile folds and nostrils, drawn at 4x on the head layer."""
+"""Eyes, brows, mouth, smile folds, nose and nostrils, drawn at 4x on the head layer.
+
+`to4` maps image pixels to the 4x canvas (raster.to_canvas at the canvas's origin);
+`lm4` are the 68 points already mapped.
+"""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+from facemarks.data.synthetic.camera import Camera
 from facemarks.data.synthetic.numeric import smooth_curve, unit
-from facemarks.data.synthetic.raster import SS, blend_poly, cv_colour, fill, polyline
+from facemarks.data.synthetic.params import Expression, Look
+from facemarks.data.synthetic.raster import SS, blend_poly, cv_colour, fill, pixel_box, polyline
+from facemarks.data.synthetic.shading import Lighting, draw_quads, quad_normals, skin_texture
 
 
 _CIRCLE_ANGLES = np.linspace(0, 2 * np.pi, 20, endpoint=False)
 _CIRCLE = np.stack([np.cos(_CIRCLE_ANGLES), np.sin(_CIRCLE_ANGLES)], axis=1)  # unit circle, 20 points
 
 
-def draw_eyes(canvas, params, camera, light, pts3, to4, skin):
+def draw_eyes(canvas, expr: Expression, look: Look, camera: Camera, light: Lighting, pts3, to4, skin):
     """Eyes at 4x: socket shadow, sclera in the lid outline, iris and pupil (a disc on the
     eyeball facing the gaze) clipped to it, lash line, lower lid line, lid crease."""
     lm4 = to4(camera.project(pts3))
-    expr = params.expression
-    look = params.look
     scale4 = camera.scale * SS  # 4x pixels per mm (at the head origin)
     front = camera.to_camera(np.array([0.0, 0.0, 1.0]))
     brightness = float(light.shade(front[None])[0])
@@ -33,16 +38,7 @@ def draw_eyes(canvas, params, camera, light, pts3, to4, skin):
         blend_poly(canvas, socket, cv_colour(skin * 0.55), 0.18, shrink=False)
         sclera = np.array([232.0, 226.0, 220.0]) * light.tint * min(1.0, brightness * 0.95)
         fill(canvas, opening, cv_colour(sclera))
-        # Iris and pupil: a disc on the eyeball facing the gaze, clipped to the opening.
-        width = np.linalg.norm(pts3[idx[3]] - pts3[idx[0]])
-        eye_c3 = pts3[idx].mean(axis=0) + np.array([expr.gaze[0] * width, expr.gaze[1] * width, 1.5])
-        gaze = unit(np.array([expr.gaze[0] * 1.5, expr.gaze[1] * 1.5, 1.0]))
-        a1 = unit(np.cross([0.0, 1.0, 0.0], gaze))
-        a2 = np.cross(gaze, a1)
-        circle = _CIRCLE[:, :1] * a1 + _CIRCLE[:, 1:] * a2
-        r_iris = 0.21 * width
-        rings = to4(camera.project(eye_c3 + np.concatenate([r_iris * circle, 0.38 * r_iris * circle])))
-        iris4, pupil4 = rings[: len(circle)], rings[len(circle):]
+        iris4, pupil4 = _iris_outlines(camera, pts3[idx], expr.gaze, to4)
         _clipped_iris(canvas, opening, iris4, pupil4, np.asarray(look.iris) * light.tint * brightness)
         # Lids: dark lash line on the upper lid, a faint lower lid line, a crease above.
         lash = max(1.0, 0.9 * scale4)
@@ -52,18 +48,28 @@ def draw_eyes(canvas, params, camera, light, pts3, to4, skin):
         polyline(canvas, crease[2:-2], cv_colour(skin * 0.62 * brightness), max(1.0, 0.4 * scale4))
 
 
+def _iris_outlines(camera: Camera, eye3, gaze, to4):
+    """Iris and pupil outlines (4x canvas) of an eye with corner and lid points eye3 (6, 3):
+    discs on the eyeball, facing the gaze."""
+    width = np.linalg.norm(eye3[3] - eye3[0])
+    eye_c3 = eye3.mean(axis=0) + np.array([gaze[0] * width, gaze[1] * width, 1.5])
+    direction = unit(np.array([gaze[0] * 1.5, gaze[1] * 1.5, 1.0]))
+    a1 = unit(np.cross([0.0, 1.0, 0.0], direction))
+    a2 = np.cross(direction, a1)
+    circle = _CIRCLE[:, :1] * a1 + _CIRCLE[:, 1:] * a2
+    r_iris = 0.21 * width
+    rings = to4(camera.project(eye_c3 + np.concatenate([r_iris * circle, 0.38 * r_iris * circle])))
+    return rings[: len(circle)], rings[len(circle):]
+
+
 def _clipped_iris(canvas, opening, iris, pupil, iris_colour):
     """Iris (dark rim, lighter inside) and pupil, clipped to the eye opening."""
-    h, w = canvas.shape[:2]
-    x0 = max(int(np.floor(opening[:, 0].min())) - 1, 0)
-    y0 = max(int(np.floor(opening[:, 1].min())) - 1, 0)
-    x1 = min(int(np.ceil(opening[:, 0].max())) + 2, w)
-    y1 = min(int(np.ceil(opening[:, 1].max())) + 2, h)
-    if x1 <= x0 or y1 <= y0:
+    box = pixel_box(opening, canvas.shape[1], canvas.shape[0])
+    if box is None:
         return
-    region = canvas[y0:y1, x0:x1]
+    region = box.of(canvas)
     patch = region.copy()
-    off = np.array([x0, y0])
+    off = np.array([box.x0, box.y0])
     centre = iris.mean(axis=0)
     fill(patch, iris - off, cv_colour(np.asarray(iris_colour) * 0.55), shrink=False)
     fill(patch, centre + 0.82 * (iris - centre) - off, cv_colour(iris_colour), shrink=False)
@@ -73,16 +79,17 @@ def _clipped_iris(canvas, opening, iris, pupil, iris_colour):
     cv2.copyTo(patch, mask, region)
 
 
-def draw_brows(canvas, params, camera, brows, to4):
-    look = params.look
+def draw_brows(canvas, look: Look, camera: Camera, brows, to4):
+    """Both brows: the band between each brow's edges, blended by its density."""
     colour = cv_colour(np.asarray(look.brow))
     for top, bottom in (brows[:2], brows[2:]):
         poly = np.concatenate([to4(camera.project(top)), to4(camera.project(bottom))[::-1]])
         blend_poly(canvas, poly, colour, look.brow_density)
 
 
-def draw_mouth(canvas, params, light, lm4, skin):
-    look = params.look
+def draw_mouth(canvas, look: Look, light: Lighting, lm4):
+    """Lips through the outer and inner lip points, a highlight on the lower lip, and the
+    mouth cavity with the upper teeth when open."""
     lips = np.asarray(look.lips) * light.tint
     brightness = light.ambient + 0.7 * light.diffuse
     outer_top = smooth_curve(lm4[[48, 49, 50, 51, 52, 53, 54]], 5)
@@ -113,9 +120,8 @@ def draw_mouth(canvas, params, light, lm4, skin):
     polyline(canvas, inner_top, cv_colour(lips * 0.35), max(1.0, 0.6 * scale))
 
 
-def draw_folds(canvas, params, lm4, skin, light):
+def draw_folds(canvas, amount, lm4, skin, light: Lighting):
     """Nasolabial folds of a smile: faint dark curves from the nose wings past the mouth corners."""
-    amount = params.expression.smile
     scale = np.linalg.norm(lm4[54] - lm4[48]) / 55.0
     for wing, corner, sign in ((31, 48, -1.0), (35, 54, 1.0)):
         start = lm4[wing] + [sign * 3.0 * scale, -3.0 * scale]
@@ -127,7 +133,17 @@ def draw_folds(canvas, params, lm4, skin, light):
         blend_poly(canvas, band, colour, 0.4 * (amount - 0.3), shrink=False)
 
 
-def draw_nostrils(canvas, camera, nostrils, to4, skin):
+def draw_nose(canvas, camera: Camera, light: Lighting, nose, to4, skin, tex_rng):
+    """The nose mesh, shaded per quad (with a faint texture and a highlight), far to near."""
+    cam_nose = camera.to_camera(nose)
+    n_normals = quad_normals(cam_nose)
+    n_colours = skin[None, None, :] * light.shade(n_normals)[..., None] * skin_texture(n_normals.shape[:2] + (1,), tex_rng, 0.01)
+    n_colours = n_colours + light.highlight(n_normals, 30.0)[..., None] * 255.0 * 1.3
+    draw_quads(canvas, to4(camera.project(nose)), cam_nose, n_colours)
+
+
+def draw_nostrils(canvas, camera: Camera, nostrils, to4, skin):
+    """Dark nostrils, where the nose's underside faces the camera."""
     normal = unit(np.array([0.0, 0.85, 0.5]))  # the nose underside faces down and forward
     for pts in nostrils:
         if camera.facing(pts.mean(axis=0), normal) > 0:

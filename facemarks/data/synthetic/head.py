@@ -1,4 +1,8 @@
-"""The head surface in template space: rings of the head, face relief, hairline, nose."""
+"""The head surface in template space: rings of the head, face relief, hairline, nose.
+
+The head is a stack of rings indexed by a row coordinate rho (0 .. 11 the upper head,
+12 + t for jaw point t in 0..8) and a ring angle theta; `HeadModel` evaluates it.
+"""
 
 from __future__ import annotations
 
@@ -25,29 +29,8 @@ def bumps(x, y):
     return z
 
 
-_ROW_STEP = 1.0 / 192.0
-_ROW_GRID: list = []
-
-
-def row_params(rho):
-    """Ring parameters at row coordinate rho: 0 .. 11 upper head, 12 + t for jaw t in 0..8.
-
-    Returns y, half-width a, rim depth zc, front depth zf, back depth bb (0: no back half).
-    Read from a fine table (linear interpolation) of `_row_params_exact`.
-    """
-    if not _ROW_GRID:
-        grid = np.arange(0.0, N_UPPER + 8.0 + _ROW_STEP / 2, _ROW_STEP)
-        _ROW_GRID.extend([grid, np.stack(_row_params_exact(grid))])
-    grid, table = _ROW_GRID
-    index = np.clip(np.asarray(rho, dtype=np.float64) / _ROW_STEP, 0.0, len(grid) - 1.000001)
-    i = index.astype(np.int64)
-    frac = index - i
-    lo, hi = table[:, i], table[:, i + 1]
-    values = lo + (hi - lo) * frac
-    return values[0], values[1], values[2], values[3], values[4]
-
-
 def _row_params_exact(rho):
+    """Ring parameters at row coordinate rho (see `HeadModel.row_params`), from the tables."""
     rho = np.asarray(rho, dtype=np.float64)
     upper = rho < N_UPPER
     knots = np.arange(N_UPPER + 1, dtype=np.float64)
@@ -91,20 +74,86 @@ def hair_distance(y, theta, look):
     return y - _hairline(theta, look)
 
 
-def head_surface(rho, theta, look):
-    """Template-space head surface points (..., 3) at row coordinates rho and ring angles theta
-    (radians; |theta| <= pi/2 is the front half). Hair volume included."""
-    rho, theta = np.broadcast_arrays(np.asarray(rho, dtype=np.float64), np.asarray(theta, dtype=np.float64))
-    y, a, zc, zf, bb = row_params(rho)
-    s, c = np.sin(theta), np.cos(theta)
-    front = np.abs(theta) <= np.pi / 2
-    # The back half narrows with its depth, so towards the jaw it closes onto the rim.
-    narrow = np.where(front, 0.0, 1.0 - np.minimum(bb / 60.0, 1.0))
-    x = a * (s - narrow * (s - np.sign(theta)))
-    z_front = zc + (zf - zc) * c + bumps(x, y) * _fade(c)
-    z_back = zc + bb * c
-    z = np.where(front, z_front, z_back)
-    p = np.stack([x, y, z], axis=-1)
+class HeadModel:
+    """The template head's surface. Its ring parameters are read from a fine lookup table
+    (exact evaluation is a spline per call); the table is built with the model, so build
+    one model per render and pass it along."""
+
+    ROW_STEP = 1.0 / 192.0
+
+    def __init__(self):
+        self._row_grid = np.arange(0.0, N_UPPER + 8.0 + self.ROW_STEP / 2, self.ROW_STEP)
+        self._row_table = np.stack(_row_params_exact(self._row_grid))
+        # Rows of the face front by height, for depth lookups at a template (x, y).
+        self._front_rows = self.row_params(np.linspace(0.0, N_UPPER + 8.0, 400))[:4]
+
+    def row_params(self, rho):
+        """Ring parameters at row coordinate rho: y, half-width a, rim depth zc, front
+        depth zf, back depth bb (0: no back half), interpolated linearly in the table."""
+        index = np.clip(np.asarray(rho, dtype=np.float64) / self.ROW_STEP, 0.0, len(self._row_grid) - 1.000001)
+        i = index.astype(np.int64)
+        frac = index - i
+        lo, hi = self._row_table[:, i], self._row_table[:, i + 1]
+        values = lo + (hi - lo) * frac
+        return values[0], values[1], values[2], values[3], values[4]
+
+    def head_surface(self, rho, theta, look):
+        """Template-space head surface points (..., 3) at row coordinates rho and ring angles
+        theta (radians; |theta| <= pi/2 is the front half). Hair volume included."""
+        rho, theta = np.broadcast_arrays(np.asarray(rho, dtype=np.float64), np.asarray(theta, dtype=np.float64))
+        y, a, zc, zf, bb = self.row_params(rho)
+        s, c = np.sin(theta), np.cos(theta)
+        front = np.abs(theta) <= np.pi / 2
+        # The back half narrows with its depth, so towards the jaw it closes onto the rim.
+        narrow = np.where(front, 0.0, 1.0 - np.minimum(bb / 60.0, 1.0))
+        x = a * (s - narrow * (s - np.sign(theta)))
+        z_front = zc + (zf - zc) * c + bumps(x, y) * _fade(c)
+        z_back = zc + bb * c
+        z = np.where(front, z_front, z_back)
+        return _add_hair_volume(np.stack([x, y, z], axis=-1), y, theta, look)
+
+    def surface_z(self, x, y):
+        """Template-space depth of the face front at (x, y) (same formula as the ring mesh)."""
+        ry, ra, rzc, rzf = self._front_rows
+        a = np.interp(y, ry, ra)
+        zc = np.interp(y, ry, rzc)
+        zf = np.interp(y, ry, rzf)
+        c = np.sqrt(np.clip(1.0 - (x / np.maximum(a, 1e-6)) ** 2, 0.0, 1.0))
+        return zc + (zf - zc) * c + bumps(x, y) * _fade(c)
+
+    def nose_surface(self, tau, u, nose_height=1.0):
+        """Template-space nose surface points (..., 3) at (tau, u): tau from above the
+        nasion (0) to the nose base (1), u across (-1..1)."""
+        tau, u = np.broadcast_arrays(np.asarray(tau, dtype=np.float64), np.asarray(u, dtype=np.float64))
+        w = np.interp(tau, NOSE_TAU, NOSE_W)
+        y_ridge = np.interp(tau, NOSE_TAU, NOSE_Y)
+        # The lower edge curves up towards the alae (31 and 35 sit higher than 33).
+        bend = smoothstep(TAU_TIP, 1.0, tau) * (NOSE_Y[-1] - 43.3) * (np.abs(u) / (14.3 / 15.1)) ** 1.1
+        y = y_ridge - bend
+        x = u * w
+        h_ridge = np.interp(tau, NOSE_TAU[:5], NOSE_H)
+        under = np.clip((tau - TAU_TIP) / (1.0 - TAU_TIP), 0.0, 1.0)
+        h = np.where(tau <= TAU_TIP, h_ridge, NOSE_H[-1] * np.sqrt(np.clip(1.0 - under**2, 0.0, 1.0)))
+        h = h * nose_height
+        au = np.abs(u)
+        cross = np.where(tau < 0.7, (1.0 - np.minimum(au, 1.0) ** 2.2) ** 0.75, (1.0 - np.minimum(au, 1.0) ** 3.0) ** 0.8)
+        alae = 5.0 * smoothstep(0.72, 0.9, tau) * np.exp(-(((au - 0.72) / 0.22) ** 2))
+        z = self.surface_z(x, y) + h * cross + alae * (1.0 - au**8)
+        return np.stack([x, y, z], axis=-1)
+
+    def template_points(self, nose_height: float = 1.0) -> np.ndarray:
+        """(68, 3) template points on the surface (jaw points on the rim)."""
+        pts = np.zeros((NUM_POINTS, 3))
+        pts[:, :2] = TEMPLATE_XY
+        pts[:, 2] = self.surface_z(pts[:, 0], pts[:, 1])
+        pts[:17, 2] = JAW_Z[np.minimum(np.arange(17), 16 - np.arange(17))]
+        nose = np.array([NOSE_POINTS[i] for i in range(27, 36)])
+        pts[27:36] = self.nose_surface(nose[:, 0], nose[:, 1], float(nose_height))
+        return pts
+
+
+def _add_hair_volume(p, y, theta, look):
+    """Head points p (..., 3) pushed outwards where the hair is, by up to look.hair_volume."""
     volume = look.hair_volume
     if volume > 0:
         # Thickens over 20 mm above the hairline; thin at ear level, where the contour
@@ -114,57 +163,3 @@ def head_surface(rho, theta, look):
         direction /= np.linalg.norm(direction, axis=-1, keepdims=True) + 1e-9
         p = p + (volume * w)[..., None] * direction
     return p
-
-
-_ROW_TABLE: list = []
-
-
-def surface_z(x, y):
-    """Template-space depth of the face front at (x, y) (same formula as the ring mesh)."""
-    if not _ROW_TABLE:
-        _ROW_TABLE.extend(row_params(np.linspace(0.0, N_UPPER + 8.0, 400))[:4])
-    ry, ra, rzc, rzf = _ROW_TABLE
-    a = np.interp(y, ry, ra)
-    zc = np.interp(y, ry, rzc)
-    zf = np.interp(y, ry, rzf)
-    c = np.sqrt(np.clip(1.0 - (x / np.maximum(a, 1e-6)) ** 2, 0.0, 1.0))
-    return zc + (zf - zc) * c + bumps(x, y) * _fade(c)
-
-
-def nose_surface(tau, u, nose_height=1.0):
-    """Template-space nose surface points (..., 3) at (tau, u)."""
-    tau, u = np.broadcast_arrays(np.asarray(tau, dtype=np.float64), np.asarray(u, dtype=np.float64))
-    w = np.interp(tau, NOSE_TAU, NOSE_W)
-    y_ridge = np.interp(tau, NOSE_TAU, NOSE_Y)
-    # The lower edge curves up towards the alae (31 and 35 sit higher than 33).
-    bend = smoothstep(TAU_TIP, 1.0, tau) * (NOSE_Y[-1] - 43.3) * (np.abs(u) / (14.3 / 15.1)) ** 1.1
-    y = y_ridge - bend
-    x = u * w
-    h_ridge = np.interp(tau, NOSE_TAU[:5], NOSE_H)
-    under = np.clip((tau - TAU_TIP) / (1.0 - TAU_TIP), 0.0, 1.0)
-    h = np.where(tau <= TAU_TIP, h_ridge, NOSE_H[-1] * np.sqrt(np.clip(1.0 - under**2, 0.0, 1.0)))
-    h = h * nose_height
-    au = np.abs(u)
-    cross = np.where(tau < 0.7, (1.0 - np.minimum(au, 1.0) ** 2.2) ** 0.75, (1.0 - np.minimum(au, 1.0) ** 3.0) ** 0.8)
-    alae = 5.0 * smoothstep(0.72, 0.9, tau) * np.exp(-(((au - 0.72) / 0.22) ** 2))
-    z = surface_z(x, y) + h * cross + alae * (1.0 - au**8)
-    return np.stack([x, y, z], axis=-1)
-
-
-_TEMPLATE_CACHE: dict = {}
-
-
-def template_points(nose_height: float = 1.0) -> np.ndarray:
-    """(68, 3) template points on the surface (jaw points on the rim)."""
-    key = float(nose_height)
-    if key not in _TEMPLATE_CACHE:
-        pts = np.zeros((NUM_POINTS, 3))
-        pts[:, :2] = TEMPLATE_XY
-        pts[:, 2] = surface_z(pts[:, 0], pts[:, 1])
-        pts[:17, 2] = JAW_Z[np.minimum(np.arange(17), 16 - np.arange(17))]
-        nose = np.array([NOSE_POINTS[i] for i in range(27, 36)])
-        pts[27:36] = nose_surface(nose[:, 0], nose[:, 1], key)
-        if len(_TEMPLATE_CACHE) > 64:
-            _TEMPLATE_CACHE.clear()
-        _TEMPLATE_CACHE[key] = pts
-    return _TEMPLATE_CACHE[key].copy()

@@ -1,18 +1,67 @@
-"""Drawing primitives: fixed-point OpenCV polygons with exact (growth-cancelled) outlines, blends."""
+"""Drawing primitives: fixed-point OpenCV polygons with exact (growth-cancelled) outlines,
+blends, the pixel box around a shape, and coordinates on a supersampled canvas."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
+from facemarks.geometry.coords import from_normalized, to_normalized
 
 SS = 4  # supersampling factor of the head layer
 SHIFT = 4  # fractional bits of OpenCV drawing coordinates
 _ONE = 1 << SHIFT
 
 
-def to_fixed(uv4):
-    return np.round(np.asarray(uv4) * _ONE).astype(np.int32)
+def to_fixed(uv):
+    """Pixel coordinates -> OpenCV's fixed-point drawing coordinates (SHIFT bits)."""
+    return np.round(np.asarray(uv) * _ONE).astype(np.int32)
+
+
+def to_canvas(uv, origin, factor=SS):
+    """Image pixels -> pixels of a canvas `factor` times finer whose top-left corner is
+    that of image pixel `origin`. Both are 0-based pixel-centre (facemarks.geometry.coords):
+    relative to the origin, image pixels are normalised coordinates of a 1-pixel span, and
+    the canvas has `factor` pixels across that span: u -> (u + 0.5) * factor - 0.5."""
+    return from_normalized(to_normalized(np.asarray(uv) - origin, 1), factor)
+
+
+class PixelBox(NamedTuple):
+    """Pixels [x0, x1) x [y0, y1) of a canvas."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    def of(self, array):
+        """The box's part of an image-shaped array (a view)."""
+        return array[self.y0:self.y1, self.x0:self.x1]
+
+
+def pixel_box(points, width, height, pad=(1, 2), origin=(0, 0), min_size=1) -> PixelBox | None:
+    """The pixels a shape through points (K, 2) can touch: from the floor of their minimum
+    minus pad[0] to the ceiling of their maximum plus pad[1] (room for anti-aliased
+    edges), relative to `origin`, clipped to a width x height canvas. None when the box
+    is narrower than min_size either way (nothing to draw)."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    lo = (np.floor(points.min(axis=0)) - pad[0] - origin).tolist()
+    hi = (np.ceil(points.max(axis=0)) + pad[1] - origin).tolist()
+    x0, x1 = (min(max(int(v), 0), width) for v in (lo[0], hi[0]))
+    y0, y1 = (min(max(int(v), 0), height) for v in (lo[1], hi[1]))
+    if x1 - x0 < min_size or y1 - y0 < min_size:
+        return None
+    return PixelBox(x0, y0, x1, y1)
 
 
 # OpenCV's anti-aliased polygon fill covers about 0.68 canvas pixels beyond every edge
@@ -54,21 +103,18 @@ def blend_poly(canvas, poly, colour, alpha, shrink=True):
     poly = np.asarray(poly, dtype=np.float64)
     if len(poly) < 3 or alpha <= 0:
         return
-    h, w = canvas.shape[:2]
-    x0 = max(int(np.floor(poly[:, 0].min())) - 1, 0)
-    y0 = max(int(np.floor(poly[:, 1].min())) - 1, 0)
-    x1 = min(int(np.ceil(poly[:, 0].max())) + 2, w)
-    y1 = min(int(np.ceil(poly[:, 1].max())) + 2, h)
-    if x1 <= x0 or y1 <= y0:
+    box = pixel_box(poly, canvas.shape[1], canvas.shape[0])
+    if box is None:
         return
-    region = canvas[y0:y1, x0:x1]
+    region = box.of(canvas)
     patch = region.copy()
-    fill(patch, poly - [x0, y0], colour, shrink)
+    fill(patch, poly - [box.x0, box.y0], colour, shrink)
     # Outside the polygon patch equals region, and the weighted sum leaves it unchanged.
     cv2.addWeighted(region, 1.0 - alpha, patch, alpha, 0.0, dst=region)
 
 
 def polyline(canvas, pts, colour, thickness):
+    """An open anti-aliased polyline (skipped when a point is not finite)."""
     pts = np.asarray(pts, dtype=np.float64)
     if len(pts) < 2 or not np.all(np.isfinite(pts)):
         return
@@ -76,6 +122,7 @@ def polyline(canvas, pts, colour, thickness):
 
 
 def cv_colour(rgb):
+    """An RGB colour as OpenCV drawing takes it: a tuple of floats in 0..255."""
     return tuple(float(v) for v in np.clip(rgb, 0, 255))
 
 

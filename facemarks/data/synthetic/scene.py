@@ -1,17 +1,20 @@
-"""Everything around the head: background, body, glasses, occluders, camera degradation."""
+"""Everything around the head at 1x: background, long hair, shoulders and neck, glasses,
+and the camera's degradations of the finished picture."""
 
 from __future__ import annotations
-
-import math
 
 import cv2
 import numpy as np
 
-from facemarks.data.synthetic.raster import SHIFT, blend, cv_colour, to_fixed
+from facemarks.data.synthetic.camera import Camera
+from facemarks.data.synthetic.params import Degradation, FaceParams, Look
+from facemarks.data.synthetic.raster import SHIFT, blend, cv_colour, pixel_box, to_fixed
+from facemarks.data.synthetic.shading import Lighting
 
 
-def background(params, size) -> np.ndarray:
-    seed = params.background_seed
+def background(seed: int, size: int) -> np.ndarray:
+    """A size x size RGB background from its seed (< 0: flat grey): a gradient, smooth
+    noise or vignette, random shapes, sometimes a fine texture."""
     if seed < 0:
         return np.full((size, size, 3), 128, np.uint8)
     rng = np.random.default_rng(seed)
@@ -51,11 +54,10 @@ def background(params, size) -> np.ndarray:
     return img
 
 
-def draw_body(image, params, camera, light):
+def draw_body(image, params: FaceParams, camera: Camera, light: Lighting):
     """Long hair behind the head, shoulders and neck (behind the head; 1x, anti-aliased)."""
     look = params.look
     fw = params.shape.face_width
-    size = image.shape[0]
     hair = np.asarray(look.hair)
     if look.long_hair > 0:
         length = look.long_hair
@@ -71,14 +73,19 @@ def draw_body(image, params, camera, light):
                    [210, 260, -70], [150, 205, -70], [60, 170, -70]], dtype=np.float64)
     sh[:, 0] *= fw
     cv2.fillPoly(image, [to_fixed(camera.project(sh))], cv_colour(clothes * 0.8), cv2.LINE_AA, SHIFT)
-    # Neck: a cylinder, in the jaw's shadow at the top and lighter further down.
+    _draw_neck(image, look, fw, camera, light)
+
+
+def _draw_neck(image, look: Look, fw, camera: Camera, light: Lighting):
+    """The neck: a cylinder, in the jaw's shadow at the top and lighter further down."""
+    size = image.shape[0]
     phi = np.linspace(0.0, 2.0 * np.pi, 24, endpoint=False)
     ring = np.stack([47 * fw * np.sin(phi), np.zeros_like(phi), -55.0 + 45.0 * np.cos(phi)], axis=1)
     neck = np.concatenate([ring + [0.0, 45.0, 0.0], ring + [0.0, 240.0, 0.0]])
     hull = cv2.convexHull(camera.project(neck).astype(np.float32)).reshape(-1, 2).astype(np.float64)
-    x0, y0 = np.maximum(np.floor(hull.min(axis=0)).astype(int) - 1, 0)
-    x1, y1 = np.minimum(np.ceil(hull.max(axis=0)).astype(int) + 2, size)
-    if x1 > x0 and y1 > y0:
+    box = pixel_box(hull, size, size)
+    if box is not None:
+        x0, y0, x1, y1 = box
         mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
         cv2.fillPoly(mask, [to_fixed(hull - [x0, y0])], 255, cv2.LINE_AA, SHIFT)
         top, bottom = camera.project(np.array([[0.0, 100.0, -10.0], [0.0, 175.0, -10.0]]))
@@ -88,11 +95,11 @@ def draw_body(image, params, camera, light):
         shade = (0.42 + 0.4 * t) * (light.ambient + 0.6 * light.diffuse)
         skin = (np.asarray(look.skin) * light.tint).astype(np.float32)
         colour = np.clip(shade[..., None] * skin + 0.5, 0, 255).astype(np.uint8)
-        blend(image[y0:y1, x0:x1], colour, mask)
+        blend(box.of(image), colour, mask)
 
 
-def draw_glasses(image, params, camera, pts3):
-    look = params.look
+def draw_glasses(image, look: Look, camera: Camera, pts3):
+    """Frames in front of the eyes and a bridge (1x, anti-aliased)."""
     colour = cv_colour(look.glasses_colour)
     thick = max(1, int(round(camera.scale * 1.6)))
     phi = np.linspace(0, 2 * np.pi, 24, endpoint=False)
@@ -110,85 +117,36 @@ def draw_glasses(image, params, camera, pts3):
     cv2.polylines(image, [to_fixed(camera.project(bridge))], False, colour, thick, cv2.LINE_AA, SHIFT)
 
 
-def _occluder_polygons(params, landmarks):
-    occ = params.occluder
-    box_size = float(np.sqrt(np.prod(np.ptp(landmarks, axis=0) + 1.0)))
-    centre = landmarks[occ.target] + np.asarray(occ.offset) * box_size
-    size = occ.size * box_size
-    angle = occ.angle
-    rng = np.random.default_rng(occ.seed)
-    polys = []
-    if occ.kind == "rectangle":
-        polys.append(cv2.boxPoints(((centre[0], centre[1]), (size, size * occ.aspect), angle)).astype(np.float64))
-    elif occ.kind == "bar":
-        polys.append(cv2.boxPoints(((centre[0], centre[1]), (size * 2.5, size * 0.18), angle)).astype(np.float64))
-    elif occ.kind == "ellipse":
-        phi = np.linspace(0, 2 * np.pi, 32, endpoint=False)
-        pts = np.stack([0.5 * size * np.cos(phi), 0.5 * size * occ.aspect * np.sin(phi)], axis=1)
-        a = math.radians(angle)
-        rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-        polys.append(pts @ rot.T + centre)
-    else:  # hand: a palm and four fingers reaching over the face
-        a = math.radians(angle)
-        rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-        phi = np.linspace(0, 2 * np.pi, 24, endpoint=False)
-        palm = np.stack([0.42 * size * np.cos(phi), 0.35 * size * np.sin(phi)], axis=1) + [-0.25 * size, 0.0]
-        polys.append(palm @ rot.T + centre)
-        for k in range(4):
-            length = size * rng.uniform(0.45, 0.65)
-            off = (k - 1.5) * 0.17 * size
-            finger = np.array([[0.0, off - 0.075 * size], [length, off - 0.065 * size], [length + 0.06 * size, off],
-                               [length, off + 0.065 * size], [0.0, off + 0.075 * size]])
-            polys.append(finger @ rot.T + centre)
-    return polys
+class NoiseTiles:
+    """Fixed tiles of unit Gaussian noise, (2 size, 2 size, 3) per image size, made on
+    first use; every face takes a random crop (a fresh full frame of noise per face would
+    cost about as much as the face). Keep one per render and pass it along."""
+
+    SEED = 20240607
+
+    def __init__(self):
+        self._tiles: dict[int, np.ndarray] = {}
+
+    def get(self, size: int) -> np.ndarray:
+        if size not in self._tiles:
+            rng = np.random.default_rng(self.SEED)
+            self._tiles[size] = rng.standard_normal((2 * size, 2 * size, 3), dtype=np.float32)
+        return self._tiles[size]
 
 
-def draw_occluder(image, params, landmarks) -> bool:
-    """Draw the face's occluder (if any); True when it covers a landmark."""
-    occ = params.occluder
-    if occ is None:
-        return False
-    size = image.shape[0]
-    polys = _occluder_polygons(params, landmarks)
-    every = np.concatenate(polys)
-    x0, y0 = np.clip(np.floor(every.min(axis=0)).astype(int) - 1, 0, size)
-    x1, y1 = np.clip(np.ceil(every.max(axis=0)).astype(int) + 2, 0, size)
-    if x1 <= x0 or y1 <= y0:
-        return False
-    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    for poly in polys:
-        cv2.fillPoly(mask, [to_fixed(poly - [x0, y0])], 255, cv2.LINE_AA, SHIFT)
-    rng = np.random.default_rng([occ.seed, 1])
-    colour = np.asarray(occ.skin if occ.kind == "hand" else occ.colour, np.float32)
-    ramp = np.linspace(-1, 1, size, dtype=np.float32)[y0:y1]
-    layer = colour * (1.0 + 0.15 * rng.choice([-1.0, 1.0]) * ramp)[:, None, None]  # a simple shading gradient
-    layer = np.broadcast_to(layer, (y1 - y0, x1 - x0, 3)).astype(np.float32)
-    if occ.texture > 0:
-        noise = rng.normal(0, occ.texture, (size // 8 + 1, size // 8 + 1)).astype(np.float32)
-        layer = layer + cv2.resize(noise, (size, size), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1, None]
-    blend(image[y0:y1, x0:x1], np.clip(layer + 0.5, 0, 255).astype(np.uint8), mask)
-    # Occluded if any point lies under the occluder.
-    ix = np.round(landmarks[:, 0]).astype(int) - x0
-    iy = np.round(landmarks[:, 1]).astype(int) - y0
-    inside = (ix >= 0) & (ix < x1 - x0) & (iy >= 0) & (iy < y1 - y0)
-    return bool((mask[iy[inside], ix[inside]] > 127).any())
+def _motion_kernel(length: int, angle: float) -> np.ndarray:
+    """A normalised line kernel of about `length` pixels at `angle` degrees."""
+    k = length | 1  # odd length keeps the kernel centred
+    kernel = np.zeros((k, k), np.float32)
+    kernel[k // 2, :] = 1.0
+    rot = cv2.getRotationMatrix2D(((k - 1) / 2.0, (k - 1) / 2.0), angle, 1.0)
+    kernel = cv2.warpAffine(kernel, rot, (k, k))
+    return kernel / max(kernel.sum(), 1e-6)
 
 
-_NOISE_TILES: dict = {}
-
-
-def _noise_tile(size: int) -> np.ndarray:
-    """A fixed (2 size, 2 size, 3) tile of unit Gaussian noise; faces take random crops."""
-    if size not in _NOISE_TILES:
-        rng = np.random.default_rng(20240607)
-        _NOISE_TILES[size] = rng.standard_normal((2 * size, 2 * size, 3), dtype=np.float32)
-    return _NOISE_TILES[size]
-
-
-def degrade(image, params) -> np.ndarray:
+def degrade(image, d: Degradation, noise_seed: int, noise_tiles: NoiseTiles) -> np.ndarray:
     """Camera and file degradations: low resolution, blur, motion blur, tone curve, sensor
     noise, JPEG. The blurs are centred, so they do not move the structure."""
-    d = params.degrade
     size = image.shape[0]
     img = image
     if d.lowres > 1.0:
@@ -197,18 +155,13 @@ def degrade(image, params) -> np.ndarray:
     if d.blur > 0:
         img = cv2.GaussianBlur(img, (0, 0), d.blur)
     if d.motion > 0:
-        k = d.motion | 1  # odd length keeps the kernel centred
-        kernel = np.zeros((k, k), np.float32)
-        kernel[k // 2, :] = 1.0
-        rot = cv2.getRotationMatrix2D(((k - 1) / 2.0, (k - 1) / 2.0), d.motion_angle, 1.0)
-        kernel = cv2.warpAffine(kernel, rot, (k, k))
-        img = cv2.filter2D(img, -1, kernel / max(kernel.sum(), 1e-6))
+        img = cv2.filter2D(img, -1, _motion_kernel(d.motion, d.motion_angle))
     levels = np.arange(256, dtype=np.float64) / 255.0
     curve = (levels ** d.gamma * 255.0 - 128.0) * d.contrast + 128.0 + d.brightness
     img = cv2.LUT(img, np.clip(curve + 0.5, 0, 255).astype(np.uint8))
     if d.noise > 0:
-        rng = np.random.default_rng(params.noise_seed)
-        tile = _noise_tile(size)
+        rng = np.random.default_rng(noise_seed)
+        tile = noise_tiles.get(size)
         ox, oy = rng.integers(0, size, 2)
         noise = tile[oy:oy + size, ox:ox + size] * np.float32(d.noise)
         img = cv2.add(img, noise, dtype=cv2.CV_8U)

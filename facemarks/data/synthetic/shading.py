@@ -9,11 +9,15 @@ import numpy as np
 
 from facemarks.data.synthetic.head import bumps
 from facemarks.data.synthetic.numeric import gauss, smoothstep, unit
-from facemarks.data.synthetic.params import Light
+from facemarks.data.synthetic.camera import Camera
+from facemarks.data.synthetic.params import Light, Look
 from facemarks.data.synthetic.raster import SHIFT, to_fixed
 
 
 class Lighting:
+    """A directional light with ambient, diffuse and specular terms, in camera coordinates
+    (the viewer looks along -z)."""
+
     def __init__(self, light: Light):
         az, el = math.radians(light.azimuth), math.radians(light.elevation)
         self.direction = np.array([math.sin(az) * math.cos(el), -math.sin(el), math.cos(az) * math.cos(el)])
@@ -30,6 +34,7 @@ class Lighting:
         return self.ambient + self.diffuse * lambert
 
     def highlight(self, normals_cam, power=18.0):
+        """Specular term (Blinn-Phong) for unit normals in camera coordinates."""
         return self.specular * np.clip(normals_cam @ self.half, 0.0, None) ** power
 
 
@@ -50,30 +55,32 @@ def draw_quads(canvas, uv4, pts_cam, colours):
 
 
 def quad_normals(pts_cam):
+    """Unit normals (R - 1, C - 1, 3) of the quads of a grid mesh (R, C, 3)."""
     d1 = pts_cam[1:, 1:] - pts_cam[:-1, :-1]
     d2 = pts_cam[1:, :-1] - pts_cam[:-1, 1:]
     return unit(np.cross(d1, d2))
 
 
 def skin_texture(shape, rng, strength):
+    """Multiplicative albedo noise around 1."""
     return 1.0 + strength * rng.standard_normal(shape)
 
 
-def shading_layer(params, camera, light, geo, to1, shape, tex_rng, spacing=2.5, sigma=1.1):
+def shading_layer(look: Look, camera: Camera, light: Lighting, geo, origin, shape, tex_rng, spacing=2.5, sigma=1.1):
     """Smooth-shaded head colours (h, w, 3) uint8 at 1x.
 
     Each visible quad of the head mesh is sampled every ~spacing pixels, coloured from
     bilinearly interpolated vertex normals (Gouraud-like), hair or skin by the hairline;
     the nearest sample wins each pixel and a normalised Gaussian blur fills the gaps.
     Its silhouette does not matter: the exact outline mask cuts the head out later.
+    The layer's top-left pixel is image pixel `origin`; shape is its (h, w).
     """
-    look = params.look
     skin = np.asarray(look.skin) * light.tint
     hair_col = np.asarray(look.hair) * light.tint
     mesh, valid, tmpl, hair_d = geo.mesh, geo.valid, geo.mesh_template, geo.hair
     cam = camera.to_camera(mesh)
     normals = unit(np.cross(np.gradient(cam, axis=1), np.gradient(cam, axis=0)))
-    uv = to1(camera.project(mesh))
+    uv = camera.project(mesh) - origin
     # Visible quads: valid and wound as front faces on screen.
     d1 = uv[1:, 1:] - uv[:-1, :-1]
     d2 = uv[1:, :-1] - uv[:-1, 1:]

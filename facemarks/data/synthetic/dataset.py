@@ -1,4 +1,5 @@
-"""Render one face, and a dataset of them into a folder."""
+"""The synthetic dataset on disk: render faces into a folder (images, faces.jsonl,
+render.json), reuse a finished render, and the default folder under the cache root."""
 
 from __future__ import annotations
 
@@ -7,69 +8,25 @@ import math
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from facemarks.data.synthetic.camera import Camera
-from facemarks.data.synthetic.mesh import build_geometry, silhouettes
-from facemarks.data.synthetic.paint import draw_head
-from facemarks.data.synthetic.params import FaceParams, sample_params
-from facemarks.data.synthetic.scene import background, degrade, draw_body, draw_glasses, draw_occluder
-from facemarks.data.synthetic.shading import Lighting
+from facemarks import fileio
+from facemarks.data.formats.table import write_jsonl
+from facemarks.data.sample import Sample, landmark_box
+from facemarks.data.synthetic.renderer import Renderer, generate_face
+from facemarks.data.synthetic.template import SCHEME
 from facemarks.errors import DataError
 
-
+# Bump when the rendered faces change (any pixel, point or attribute): renders made by
+# another version are rendered again, and the default folder's name changes with it.
 VERSION = 1
-SCHEME = "300w"
 SPLIT_NAMES = ("train", "val", "test")
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
-
-
-def render_face(params: FaceParams) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Render one face -> (RGB uint8 image (S, S, 3), landmarks (68, 2) float64 0-based
-    pixel-centre, attributes {"yaw", "pitch", "roll", "occluded"})."""
-    size = params.image_size
-    look = params.look
-    camera = Camera(params.yaw, params.pitch, params.roll, params.distance)
-    light = Lighting(params.light)
-    tex_rng = np.random.default_rng(look.texture_seed)
-
-    geo = build_geometry(params)
-    pts3 = geo.points
-    left, right, jaw = silhouettes(params, camera, geo.mesh)
-    pts3[:17] = jaw
-
-    # Scale (a frontal jaw width of face_px pixels) and position (box inside the image).
-    camera.scale = params.face_px / (2.0 * 72.0 * params.shape.face_width)
-    uv = camera.project(pts3)
-    lo, hi = uv.min(axis=0), uv.max(axis=0)
-    margin = 3.0
-    room = (size - 1 - 2 * margin) - (hi - lo)
-    start = margin + np.maximum(room, 0.0) * np.asarray(params.position) + np.minimum(room, 0.0) * 0.5
-    camera.shift = start - lo
-    landmarks = camera.project(pts3)
-
-    image = background(params, size)
-    draw_body(image, params, camera, light)
-    draw_head(image, params, camera, light, geo, left, right, landmarks, tex_rng)
-    if look.glasses:
-        draw_glasses(image, params, camera, pts3)
-    occluded = draw_occluder(image, params, landmarks)
-    image = degrade(image, params)
-    attributes = {"yaw": round(params.yaw, 3), "pitch": round(params.pitch, 3), "roll": round(params.roll, 3),
-                  "occluded": int(occluded)}
-    return image, landmarks, attributes
-
-
-def generate_face(seed: int, index: int, image_size: int = 256) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Face `index` of dataset `seed`: (RGB uint8 image, (68, 2) landmarks, attributes).
-
-    Depends only on np.random.default_rng([seed, index]).
-    """
-    rng = np.random.default_rng([int(seed), int(index)])
-    return render_face(sample_params(rng, image_size))
+_JPEG_QUALITY = 95
 
 
 def split_of(index: int, splits=(0.8, 0.1, 0.1)) -> str:
@@ -123,39 +80,57 @@ def render(directory, num_faces: int = 3000, seed: int = 0, image_size: int = 25
     jsonl = directory / "faces.jsonl"
     if _existing_manifest(directory) == manifest and jsonl.is_file():
         return jsonl
+    _check_target(directory)
+    with _staging_folder(directory, manifest) as tmp:
+        indices = range(int(num_faces))
+        if progress:
+            from tqdm import tqdm
+
+            indices = tqdm(indices, desc=f"rendering synthetic faces into {directory}", unit="face", leave=False, disable=None)
+        _write_faces(tmp, indices, seed, image_size, splits)
+        fileio.write_text(tmp / "render.json", json.dumps(manifest, indent=1) + "\n")
+    return jsonl
+
+
+def _check_target(directory: Path) -> None:
+    """Refuse to replace anything but a folder that holds a synthetic render (or nothing)."""
     if directory.exists():
         if not directory.is_dir():
             raise DataError(directory, "exists and is not a folder; cannot render the synthetic dataset there")
         if any(directory.iterdir()) and _existing_manifest(directory) is None:
             raise DataError(directory, "folder is not empty and holds no synthetic render (render.json); refusing to overwrite it")
+
+
+def _write_faces(folder: Path, indices, seed, image_size, splits) -> None:
+    """Render faces `indices` of dataset `seed` into folder/images and folder/faces.jsonl."""
+    (folder / "images").mkdir()
+    renderer = Renderer()
+    samples = []
+    for index in indices:
+        image, landmarks, attributes = generate_face(seed, index, image_size, renderer)
+        path = folder / f"images/{index:06d}.jpg"
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
+        if not ok:
+            raise DataError(path, "JPEG encoding failed")
+        buf.tofile(str(path))  # the staging folder is private: no per-file atomic write needed
+        split = split_of(index, splits)
+        samples.append(Sample(str(path), landmarks, landmark_box(landmarks), SCHEME, {**attributes, "split": split}))
+    write_jsonl(samples, folder / "faces.jsonl", flat=True, decimals=4)
+
+
+@contextmanager
+def _staging_folder(directory: Path, manifest: dict):
+    """A temporary sibling folder to fill; on success it replaces `directory` in one rename
+    (readers never see a half-written render). fileio's atomic writes are per file; a
+    render is a folder of files, hence this."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
-        (tmp / "images").mkdir()
-        with open(tmp / "faces.jsonl", "w") as out:
-            indices = range(int(num_faces))
-            if progress:
-                from tqdm import tqdm
-
-                indices = tqdm(indices, desc=f"rendering synthetic faces into {directory}", unit="face", leave=False, disable=None)
-            for index in indices:
-                image, landmarks, attributes = generate_face(seed, index, image_size)
-                name = f"images/{index:06d}.jpg"
-                ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-                if not ok:
-                    raise DataError(tmp / name, "JPEG encoding failed")
-                buf.tofile(str(tmp / name))
-                box = np.concatenate([landmarks.min(axis=0), landmarks.max(axis=0)])
-                record = {"image": name, "landmarks": [round(float(v), 4) for v in landmarks.ravel()],
-                          "box": [round(float(v), 4) for v in box], "split": split_of(index, splits),
-                          "scheme": SCHEME, "attributes": attributes}
-                out.write(json.dumps(record) + "\n")
-        (tmp / "render.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        yield tmp
         _replace_dir(tmp, directory, manifest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return jsonl
 
 
 def _replace_dir(tmp: Path, directory: Path, manifest: dict) -> None:
@@ -176,10 +151,9 @@ def _replace_dir(tmp: Path, directory: Path, manifest: dict) -> None:
 
 
 def default_directory(num_faces: int = 3000, seed: int = 0) -> Path:
-    """$FACEMARKS_CACHE/synthetic-v1-s{seed}-n{num} (default cache ~/.cache/facemarks)."""
-    cache = os.environ.get("FACEMARKS_CACHE")
-    root = Path(cache).expanduser() if cache else Path.home() / ".cache" / "facemarks"
-    return root / f"synthetic-v{VERSION}-s{int(seed)}-n{int(num_faces)}"
+    """fileio.cache_root()/synthetic-v{VERSION}-s{seed}-n{num} ($FACEMARKS_CACHE, else
+    ~/.cache/facemarks)."""
+    return fileio.cache_root() / f"synthetic-v{VERSION}-s{int(seed)}-n{int(num_faces)}"
 
 
 def ensure_rendered(directory=None, num_faces: int = 3000, seed: int = 0, image_size: int = 256) -> Path:

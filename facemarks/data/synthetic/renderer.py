@@ -1,0 +1,67 @@
+"""Render one face: geometry, camera, the layers of the picture, then the camera's
+degradations. What every face shares (the head model's lookup tables, the noise tiles)
+lives in a `Renderer`, built once per dataset and passed along."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facemarks.data.synthetic.camera import Camera
+from facemarks.data.synthetic.head import HeadModel
+from facemarks.data.synthetic.mesh import build_geometry
+from facemarks.data.synthetic.paint import draw_head
+from facemarks.data.synthetic.params import FaceParams, sample_params
+from facemarks.data.synthetic.occluders import draw_occluder
+from facemarks.data.synthetic.scene import NoiseTiles, background, degrade, draw_body, draw_glasses
+from facemarks.data.synthetic.shading import Lighting
+from facemarks.data.synthetic.silhouette import silhouettes
+
+
+class Renderer:
+    """Draws faces; holds the tables that all faces share, so that none is kept at module
+    level: the head model's ring tables and the camera-noise tiles (one per image size,
+    made on first use)."""
+
+    def __init__(self):
+        self.head = HeadModel()
+        self.noise = NoiseTiles()
+
+    def render(self, params: FaceParams) -> tuple[np.ndarray, np.ndarray, dict]:
+        """One face -> (RGB uint8 image (S, S, 3), landmarks (68, 2) float64 0-based
+        pixel-centre, attributes {"yaw", "pitch", "roll", "occluded"})."""
+        camera = Camera(params.yaw, params.pitch, params.roll, params.distance)
+        light = Lighting(params.light)
+        tex_rng = np.random.default_rng(params.look.texture_seed)
+
+        geo = build_geometry(self.head, params)
+        pts3 = geo.points
+        left, right, jaw = silhouettes(self.head, params, camera, geo.mesh)
+        pts3[:17] = jaw
+        camera.place(pts3, params.face_px, params.shape.face_width, params.position, params.image_size)
+        landmarks = camera.project(pts3)
+
+        image = background(params.background_seed, params.image_size)
+        draw_body(image, params, camera, light)
+        draw_head(image, params, camera, light, geo, left, right, landmarks, tex_rng)
+        if params.look.glasses:
+            draw_glasses(image, params.look, camera, pts3)
+        occluded = draw_occluder(image, params.occluder, landmarks)
+        image = degrade(image, params.degrade, params.noise_seed, self.noise)
+        attributes = {"yaw": round(params.yaw, 3), "pitch": round(params.pitch, 3), "roll": round(params.roll, 3),
+                      "occluded": int(occluded)}
+        return image, landmarks, attributes
+
+
+def render_face(params: FaceParams, renderer: Renderer | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Render one face (see `Renderer.render`); pass a renderer when drawing many."""
+    return (renderer or Renderer()).render(params)
+
+
+def generate_face(seed: int, index: int, image_size: int = 256,
+                  renderer: Renderer | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Face `index` of dataset `seed`: (RGB uint8 image, (68, 2) landmarks, attributes).
+
+    Depends only on np.random.default_rng([seed, index]).
+    """
+    rng = np.random.default_rng([int(seed), int(index)])
+    return render_face(sample_params(rng, image_size), renderer)
