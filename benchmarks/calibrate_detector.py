@@ -8,12 +8,14 @@ IoU with its landmark box, and fits, robustly (medians), the affine relation
     landmark centre = detection centre + offset * detection size
     landmark size   = scale * detection size            (per axis)
 
-It prints the constants to paste into facemarks/detect.py (HAAR_CENTER_OFFSET,
+It prints the constants to paste into facemarks/inference/detect.py (HAAR_CENTER_OFFSET,
 HAAR_SIZE_SCALE) and how well the mapped boxes match the landmark boxes (IoU and the
 ratio of the crop sides, which is what sets the crop) on the training split and, held
 out, on the common test split.
 
-    python benchmarks/calibrate_detector.py [--data 300w:/work/shared/data/300w]
+    python benchmarks/calibrate_detector.py --data 300w:../shared/data/300w
+
+(with facemarks installed, e.g. `pip install -e .`).
 """
 
 from __future__ import annotations
@@ -21,14 +23,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from facemarks.data import formats as datasets  # noqa: E402
-from facemarks.inference.detect import HAAR_CENTER_OFFSET, HAAR_SIZE_SCALE, HaarFaceDetector, map_boxes  # noqa: E402
+from facemarks.data import formats as datasets
+from facemarks.inference.detect import HAAR_CENTER_OFFSET, HAAR_SIZE_SCALE, HaarFaceDetector, map_boxes
 
 MIN_MATCH_IOU = 0.3  # a detection overlapping the face less than this is another face or a false hit
 
@@ -88,9 +87,8 @@ def describe(name: str, samples, matches, offset, scale) -> None:
 
 
 def main(argv=None) -> int:
-    default_data = Path(__file__).resolve().parents[2] / "shared" / "data" / "300w"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=f"300w:{default_data}", help="300W dataset spec")
+    parser.add_argument("--data", required=True, help="300W dataset spec, e.g. 300w:../shared/data/300w")
     args = parser.parse_args(argv)
 
     detector = HaarFaceDetector()
@@ -104,7 +102,7 @@ def main(argv=None) -> int:
     print(f"fitted on {args.data} split train ({len(found)} matched faces, {time.time() - started:.0f} s):")
     print(f"HAAR_CENTER_OFFSET = ({offset[0]:.3f}, {offset[1]:.3f})")
     print(f"HAAR_SIZE_SCALE = ({scale[0]:.3f}, {scale[1]:.3f})")
-    print(f"(constants now in facemarks/detect.py: {HAAR_CENTER_OFFSET}, {HAAR_SIZE_SCALE})")
+    print(f"(constants now in facemarks/inference/detect.py: {HAAR_CENTER_OFFSET}, {HAAR_SIZE_SCALE})")
     describe("train (fit)", train, train_matches, offset, scale)
     common = datasets.load(args.data, "common")
     describe("common (held out)", common, match_detections(common, detector), offset, scale)
