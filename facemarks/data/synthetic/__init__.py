@@ -39,14 +39,37 @@ Rendering
     rectangle, ellipse or bar) for about a quarter of the faces, and camera degradations
     (low resolution, blur, motion blur, tone curve, noise, JPEG).
 
+Parameters
+    `sample_params(rng)` draws a `FaceParams` (frozen dataclasses: pose, `FaceShape`,
+    `Expression`, `Look`, `Light`, `Occluder` or None, `Degradation`); `render_face`
+    depends on nothing else. Change one with `dataclasses.replace`.
+
 Determinism
     Face i of seed s depends only on np.random.default_rng([s, i]): not on other faces or
-    on how many are rendered. Output is identical across runs on one platform.
+    on how many are rendered. Output is identical across runs on one platform, and pinned
+    by tests/test_synthetic.py: a change must bump VERSION.
 
 Files (`render`)
     DIR/images/000000.jpg ... (JPEG quality 95), DIR/faces.jsonl (one JSON object per
     face, see `render`), DIR/render.json (parameters and version; a later call with the
     same parameters reuses the folder).
+
+Layout (this package)
+    params      the parameters and their random draws
+    template    the neutral template head's tables (points, rings, profile, nose)
+    head        HeadModel: the template surface (rings, relief, hairline, nose)
+    warp        identity and expression warps; face_points_3d
+    mesh        the warped geometry of one face (HeadGeometry)
+    camera      pose, projection and placement in the image
+    silhouette  the outline of the lower head and the jaw points on it
+    raster      drawing primitives, pixel boxes, supersampled-canvas coordinates
+    shading     lighting and the smooth-shaded 1x head layer
+    features    eyes, brows, mouth, folds, nose, nostrils (4x)
+    paint       the head: layer, features, ears, composited through the outline
+    scene       background, body, glasses, camera degradations
+    occluders   hands and objects over the face
+    renderer    Renderer, render_face, generate_face
+    dataset     render a dataset folder, default_directory, ensure_rendered
 """
 
 from facemarks.data.synthetic.dataset import VERSION, default_directory, ensure_rendered, render, split_of

@@ -9,7 +9,25 @@ from __future__ import annotations
 import numpy as np
 
 from facemarks.data.synthetic.numeric import catmull_rom, smoothstep
-from facemarks.data.synthetic.template import NUM_POINTS, BACK_BB, BACK_T, JAW_Z, LEFT_XY, NOSE_H, NOSE_POINTS, NOSE_TAU, NOSE_W, NOSE_Y, N_UPPER, PROFILE_Y, PROFILE_Z, TAU_TIP, TEMPLATE_XY, T_BACK_MAX, UPPER_ROWS
+from facemarks.data.synthetic.template import (
+    BACK_BB,
+    BACK_T,
+    JAW_Z,
+    LEFT_XY,
+    N_UPPER,
+    NOSE_H,
+    NOSE_POINTS,
+    NOSE_TAU,
+    NOSE_W,
+    NOSE_Y,
+    NUM_POINTS,
+    PROFILE_Y,
+    PROFILE_Z,
+    T_BACK_MAX,
+    TAU_TIP,
+    TEMPLATE_XY,
+    UPPER_ROWS,
+)
 
 
 def bumps(x, y):

@@ -1,4 +1,4 @@
-"""The posed face's 3-D geometry: the warped head mesh and everything on it (nose,
+"""One face's 3-D geometry before pose: the warped head mesh and everything on it (nose,
 nostrils, brows, the 68 points), in the head frame."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 from facemarks.data.synthetic.head import HeadModel, hair_distance
 from facemarks.data.synthetic.numeric import smooth_curve
 from facemarks.data.synthetic.params import FaceParams
-from facemarks.data.synthetic.template import BACK_STEPS, FRONT_STEPS, JAW_ROWS_PER_POINT, NOSE_COLS, NOSE_ROWS, N_UPPER
+from facemarks.data.synthetic.template import BACK_STEPS, FRONT_STEPS, JAW_ROWS_PER_POINT, N_UPPER, NOSE_COLS, NOSE_ROWS
 from facemarks.data.synthetic.warp import close_eyes, warp
 
 # Mesh rings: coarse over the crown, finer from the forehead down, two per jaw point.

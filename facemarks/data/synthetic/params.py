@@ -56,13 +56,15 @@ class FaceShape:
     nose_height: float = 1.0
     mouth_width: float = 1.0
     lip_thickness: float = 1.0
-    brow_height: float = 0.0  # mm upwards is negative (y down)
+    brow_height: float = 0.0  # mm the brows move down (y is down)
     # Mild asymmetry: coefficients (3 axes x 5 low-order polynomials) of a displacement in mm.
     asymmetry: tuple[tuple[float, ...], ...] = ((0.0,) * 5,) * 3
 
 
 @dataclass(frozen=True)
 class Expression:
+    """Expression, warped on the template before the identity; defaults: relaxed."""
+
     mouth_open: float = 0.0  # mm the chin drops
     smile: float = 0.0  # 0..1
     brow: float = 0.0  # -1 (frown) .. 1 (raised)
@@ -78,12 +80,12 @@ class Look:
     hair: RGB
     brow: RGB
     brow_density: float
-    brow_thickness: float  # mm at the outer end
+    brow_thickness: float  # mm; a brow is 0.45x this thick at its outer end, 1.2x at the inner
     lips: RGB
     iris: RGB
     hairline: float  # template y of the forehead hairline (mm)
-    hair_sides: float  # template y of the hair at the temples
-    hair_volume: float  # mm of hair over the skull
+    hair_sides: float  # template y of the hairline at the sides (the sideburns)
+    hair_volume: float  # mm the hair stands off the skull
     long_hair: float  # template y where long hair ends; 0 = none
     beard: float  # 0 = none .. 1
     clothes: RGB
@@ -94,6 +96,10 @@ class Look:
 
 @dataclass(frozen=True)
 class Light:
+    """A directional light (degrees: from image-right for azimuth > 0, from above for
+    elevation > 0), its ambient, diffuse and specular strengths and a colour tint;
+    defaults: frontal."""
+
     azimuth: float = 0.0
     elevation: float = 30.0
     ambient: float = 0.45
@@ -104,6 +110,8 @@ class Light:
 
 @dataclass(frozen=True)
 class Occluder:
+    """Something in front of the face, placed relative to one of its points."""
+
     kind: Literal["hand", "rectangle", "ellipse", "bar"]
     target: int  # the point the occluder is centred near
     offset: Pair  # from that point, in face sizes

@@ -9,9 +9,9 @@ import numpy as np
 from facemarks.data.synthetic.camera import Camera
 from facemarks.data.synthetic.head import HeadModel
 from facemarks.data.synthetic.mesh import build_geometry
+from facemarks.data.synthetic.occluders import draw_occluder
 from facemarks.data.synthetic.paint import draw_head
 from facemarks.data.synthetic.params import FaceParams, sample_params
-from facemarks.data.synthetic.occluders import draw_occluder
 from facemarks.data.synthetic.scene import NoiseTiles, background, degrade, draw_body, draw_glasses
 from facemarks.data.synthetic.shading import Lighting
 from facemarks.data.synthetic.silhouette import silhouettes

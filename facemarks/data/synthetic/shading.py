@@ -7,9 +7,9 @@ import math
 import cv2
 import numpy as np
 
+from facemarks.data.synthetic.camera import Camera
 from facemarks.data.synthetic.head import bumps
 from facemarks.data.synthetic.numeric import gauss, smoothstep, unit
-from facemarks.data.synthetic.camera import Camera
 from facemarks.data.synthetic.params import Light, Look
 from facemarks.data.synthetic.raster import SHIFT, to_fixed
 
