@@ -32,7 +32,9 @@ from facemarks.data.sample import read_image
 from facemarks.geometry.affine import apply_to_points, crop_matrix, invert, warp_antialiased
 from facemarks.geometry.coords import to_normalized
 from facemarks.geometry.crop import AlignCrop, similarity_matrix
+from facemarks.data.samplers import ShardedSampler
 from facemarks.models import create
+from facemarks.registry import SAMPLERS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -185,6 +187,38 @@ def test_first_format_checkpoints_load(tmp_path):
     model, rebuilt = checkpoint.build_model(), again.build_model()
     x = torch.rand(2, 3, 128, 128)
     assert torch.equal(model.decode(model(x)), rebuilt.decode(rebuilt(x)))
+
+
+# ----------------------------------------------------------------------------- samplers
+
+
+class EveryOther(ShardedSampler):
+    """A sampler that visits every other face (a stand-in for a weighted sampler)."""
+
+    orders: list = []
+
+    def epoch_length(self) -> int:
+        return (len(self.samples) + 1) // 2
+
+    def epoch_order(self) -> np.ndarray:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.samples))[::2]
+        EveryOther.orders.append(order)
+        return order
+
+
+def test_a_new_sampler_plugs_in_by_name(faces, tmp_path, monkeypatch):
+    monkeypatch.setitem(SAMPLERS._entries, "every_other", EveryOther)
+    monkeypatch.setitem(SAMPLERS._info, "every_other", {})
+    config = small_config(faces, tmp_path / "cache", losses=["wing"], epochs=2)
+    config.data.sampler = "every_other"
+    cfg.validate(config)
+    result = fit(config, "wing", 0, tmp_path / "run", progress=False, record_batches=True)
+    num_train = len(formats.load(faces, "train"))
+    assert len(result["batch_digests"]) == 2 * (((num_train + 1) // 2) // config.batch_size)
+    assert len(EveryOther.orders) == 2 and not np.array_equal(EveryOther.orders[0], EveryOther.orders[1])
+    # DDP: the base class shards the sampler's order; both ranks together visit all of it
+    first, second = (list(EveryOther(list(range(9)), seed=1, rank=r, world_size=2)) for r in range(2))
+    assert len(first) == len(second) == 3 and set(first) | set(second) == set(EveryOther.orders[-1].tolist())
 
 
 # ----------------------------------------------------------------------------- crops

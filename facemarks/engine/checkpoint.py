@@ -123,25 +123,3 @@ def _from_v1(raw: dict, spec: ModelSpec, source: str) -> Checkpoint:
                       spec.kwargs.get("decoder", "dark") if is_heatmap else None,
                       raw.get("config") or {}, training, raw.get("optimizer"), None, source)
 
-
-# TEMPORARY (removed once every caller uses Checkpoint): the v1 dict API.
-def save(checkpoint: dict, path) -> None:
-    checkpoint = {"format": FORMAT_V1, **checkpoint}
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
-
-
-def load(path, map_location="cpu") -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "checkpoint file not found")
-    try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(path, f"not a loadable checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT_V1:
-        raise CheckpointError(path, f"not a facemarks checkpoint (expected format {FORMAT_V1!r})")
-    for key in ("model", "scheme", "input_size", "state_dict"):
-        if key not in checkpoint:
-            raise CheckpointError(path, f"checkpoint lacks the {key!r} entry")
-    return checkpoint

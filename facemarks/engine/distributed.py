@@ -57,5 +57,8 @@ def setup(device: str = "auto") -> Distributed:
 
 
 def teardown() -> None:
+    """Leave the process group together: a rank that exits while another still talks to it
+    can abort the other's communication threads."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
