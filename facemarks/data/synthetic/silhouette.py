@@ -22,7 +22,7 @@ from facemarks.data.synthetic.template import FRONT_STEPS, JAW_ROWS_PER_POINT, N
 from facemarks.data.synthetic.warp import warp
 
 
-def first_crossing(f, limit):
+def _first_crossing(f, limit):
     """Per row of f (R, K): fractional index of the first front -> back sign change
     (f > 0 then f <= 0) within indices 0..limit[r], interpolated linearly; limit[r] when
     f stays positive. Returns (position (R,), found (R,) bool)."""
@@ -38,7 +38,7 @@ def first_crossing(f, limit):
     return np.where(found, pos, limit.astype(np.float64)), found
 
 
-def refine_roots(t, f, pos):
+def _refine_roots(t, f, pos):
     """Roots of f(t) per row near index positions pos (from linear interpolation): inverse
     quadratic interpolation through three samples around it, kept inside the bracket."""
     rows = np.arange(len(t))
@@ -77,7 +77,7 @@ def _mesh_outline(pts, rough, theta, mid, bb, jaw_rows):
     rows, lo, hi, end, sides = [], [], [], [], []
     for s_index, order in enumerate((np.arange(mid, -1, -1), np.arange(mid, len(theta)))):
         limit = np.where(bb > 0, len(order) - 1, FRONT_STEPS // 2)  # round the back, or to the rim
-        pos, _ = first_crossing(rough[:, order], limit)
+        pos, _ = _first_crossing(rough[:, order], limit)
         k = np.floor(pos).astype(int)
         k2 = np.minimum(k + 1, limit)
         w = (pos - k)[:, None]
@@ -102,14 +102,14 @@ def _exact_angles(head: HeadModel, params: FaceParams, camera: Camera, rho, sear
     p, n = surface_and_normals(head, rho[:, None], samples, params)
     f = camera.facing(p, n)
     ok = (f[:, 0] > 0) & ((f[:, -1] <= 0) | (samples[:, -1] == end))
-    pos, _ = first_crossing(f, np.full(len(f), dense - 1))
-    angles = refine_roots(samples, f, pos)
+    pos, _ = _first_crossing(f, np.full(len(f), dense - 1))
+    angles = _refine_roots(samples, f, pos)
     for b in np.flatnonzero(~ok):  # rare: the estimate missed; sample the whole half ring
         th_b = np.linspace(0.0, end[b], 12 * FRONT_STEPS)
         p_r, n_r = surface_and_normals(head, rho[b], th_b, params)
         f_b = camera.facing(p_r, n_r)[None]
-        pos_b, _ = first_crossing(f_b, np.array([len(th_b) - 1]))
-        angles[b] = refine_roots(th_b[None], f_b, pos_b)[0]
+        pos_b, _ = _first_crossing(f_b, np.array([len(th_b) - 1]))
+        angles[b] = _refine_roots(th_b[None], f_b, pos_b)[0]
     return angles
 
 
