@@ -20,6 +20,7 @@ from facemarks.engine.checkpoint import Checkpoint
 from facemarks.errors import CheckpointError, DataError
 from facemarks.geometry.affine import compose
 from facemarks.geometry.coords import mirror_normalized, to_source
+from facemarks.registry import DECODERS
 
 # The order in which results list the normalisations (inter-ocular first: the headline).
 NORMS = ("image", "inter_ocular", "inter_pupil", "box")
@@ -91,6 +92,8 @@ def evaluate_checkpoint(path, data_spec: str, split: str, batch_size: int = 64, 
     checkpoint = Checkpoint.load(path)
     if decoder and checkpoint.kind != "heatmap":
         raise CheckpointError(path, f"--decoder applies to heatmap models; this one is {checkpoint.kind}")
+    if decoder:
+        DECODERS.get(decoder)  # an unknown name stops here, before any data is read
     model = checkpoint.build_model(device)
     samples = list(formats.load(data_spec, split))
     scheme = checkpoint.scheme
