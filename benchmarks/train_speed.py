@@ -62,7 +62,7 @@ def main() -> None:
     config.model.name, config.losses = args.model, [args.loss]
     entry = cfg.validate(config, "command line")[0]
     # The trainer's own run: the same crop cache, dataset, sampler, task and optimizer as `train`.
-    run = trainer.prepare(config, entry, 0, Path("/nonexistent"), None, progress=False, write=False)
+    run = trainer.prepare(config, entry, 0, Path("/nonexistent"), None, progress=False)  # writes nothing
     num_points = run.scheme.num_points
 
     def step(batch):

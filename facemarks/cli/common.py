@@ -53,6 +53,8 @@ def add_training_arguments(parser) -> None:
     add_threads(parser)
     add_cache_dir(parser)
     add_out(parser, required=True)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results already in OUT (default: refuse; --resume continues them)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -33,8 +33,8 @@ def run(args) -> int:
         config.seeds = list(range(args.seeds))
     source = args.config or "command line"
     cfg.validate(config, source)
-    compare(config, args.out, progress=not args.no_progress, resume=args.resume, command=command_line(),
-            source=source)
+    compare(config, args.out, progress=not args.no_progress, resume=args.resume, overwrite=args.overwrite,
+            command=command_line(), source=source)
     report = Path(args.out) / "report.md"
     print(f"wrote {report}")
     print(report.read_text().split("\n## ")[0])

@@ -9,7 +9,7 @@ import torch
 
 from facemarks.cli.common import add_batch_size, add_cache_dir, add_checkpoint, add_device, add_out, add_threads
 from facemarks.engine.evaluate import evaluate_checkpoint, format_summary
-from facemarks.fileio import write_text
+from facemarks.fileio import check_writable, write_text
 
 
 def add_arguments(parser) -> None:
@@ -31,6 +31,8 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    if args.out:
+        check_writable(args.out)  # before the work, not after
     if args.threads:
         torch.set_num_threads(args.threads)
     result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.batch_size, cache_dir=args.cache_dir,

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from facemarks.cli.common import add_training_arguments, config_from_args
 from facemarks.engine import config as cfg
 from facemarks.engine import distributed
@@ -28,9 +30,15 @@ def run(args) -> int:
     if args.seed is not None:
         config.seeds = [args.seed]
     entry = cfg.validate(config, source)[0]
-    result = fit(config, entry, config.seeds[0], args.out, resume=args.resume, progress=not args.no_progress)
-    if result["rank"] == 0:
-        print(f"best validation NME {100 * result['best_val_nme']:.2f}% (inter-ocular); "
-              f"checkpoint {result['checkpoint']}")
+    result = fit(config, entry, config.seeds[0], args.out, resume=args.resume, overwrite=args.overwrite,
+                 progress=not args.no_progress)
     distributed.teardown()
+    if result["rank"] != 0:
+        return 0
+    print(f"best validation NME {100 * result['best_val_nme']:.2f}% (inter-ocular); checkpoint {result['checkpoint']}")
+    if result["diverged"]:
+        print(f"facemarks train: error: the run diverged (best validation NME {100 * result['best_val_nme']:.3g}% "
+              f"of the inter-ocular distance); lower the learning rate (optim.lr = {config.optim.lr})",
+              file=sys.stderr)
+        return 1
     return 0

@@ -14,8 +14,6 @@ subclass with its own `epoch_order`; nothing else changes.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from torch.utils.data import Sampler
 
@@ -25,8 +23,11 @@ from facemarks.registry import SAMPLERS
 class ShardedSampler(Sampler):
     """An epoch's order (drawn from seed and epoch), sharded over distributed ranks.
 
-    Every rank gets len/world samples (the order is padded by wrapping around), so all
-    ranks run the same number of steps.
+    Rank r takes positions r, r + W, r + 2W, ... of the order (W ranks), and the order is cut
+    to a multiple of W, so all ranks run the same number of steps and, with a per-rank batch
+    of B / W, global step k trains on exactly positions kB .. kB + B - 1: the batches of a
+    single process with batch B. (Padding the order instead would give a distributed epoch
+    more steps than a single-process one.)
     """
 
     def __init__(self, samples: list, seed: int, rank: int = 0, world_size: int = 1):
@@ -47,10 +48,10 @@ class ShardedSampler(Sampler):
         return len(self.samples)
 
     def __len__(self) -> int:
-        return math.ceil(self.epoch_length() / self.world_size)
+        return self.epoch_length() // self.world_size
 
     def __iter__(self):
-        order = np.resize(self.epoch_order(), len(self) * self.world_size)  # wrap so ranks get as many
+        order = np.asarray(self.epoch_order())[: len(self) * self.world_size]
         return iter(order[self.rank::self.world_size].tolist())
 
 

@@ -51,6 +51,10 @@ class Checkpoint:
         """The model with its weights, in eval mode (CheckpointError naming the file)."""
         from facemarks import models  # deferred: importing every model family is slow-ish
 
+        bad = [k for k, v in self.state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise CheckpointError(self.source, f"has NaN or infinite weights ({bad[0]}, ...): the run that wrote it "
+                                               f"diverged")
         kwargs = dict(self.model.kwargs)
         kwargs.pop("num_points", None)
         kwargs.pop("scheme", None)  # v1 files stored the scheme's name here

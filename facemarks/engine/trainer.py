@@ -34,19 +34,23 @@ from facemarks.data.dataset import FaceCrops, make_loader
 from facemarks.data.samplers import build_sampler
 from facemarks.data.splits import load_splits
 from facemarks.engine import config as cfg
-from facemarks.engine import distributed
+from facemarks.engine import distributed, runs
 from facemarks.engine.checkpoint import Checkpoint, ModelSpec
 from facemarks.engine.evaluate import face_errors, predict_crops
 from facemarks.engine.optim import build_optimizer, learning_rate
-from facemarks.errors import CheckpointError, FacemarksError
+from facemarks.errors import CheckpointError, ConfigError, FacemarksError
 from facemarks.fileio import write_text
 from facemarks.geometry.affine import apply_to_points
 from facemarks.geometry.coords import to_normalized
 from facemarks.registry import TASKS
 
 
+# A best validation NME at or above the inter-ocular distance itself: the run diverged.
+DIVERGED_NME = 1.0
+
+
 class TrainingDiverged(FacemarksError):
-    """The loss became NaN or infinite."""
+    """The loss or the weights became NaN or infinite."""
 
 
 @dataclass
@@ -77,15 +81,24 @@ class Run:
 
 
 def fit(config: cfg.Config, entry: cfg.Entry | str, seed: int, out_dir, resume: bool = False,
-        progress: bool = True, splits: dict | None = None, record_batches: bool = False,
+        overwrite: bool = False, progress: bool = True, splits: dict | None = None, record_batches: bool = False,
         on_epoch_end=None) -> dict:
     """Train `entry` with `seed` into `out_dir`; returns the run's summary (history, best
-    checkpoint, and with record_batches the fingerprint of every batch). `on_epoch_end`
-    is called on rank 0 with the history after every epoch's checkpoint and log are written."""
+    checkpoint, whether it diverged, and with record_batches the fingerprint of every batch).
+    A folder holding a run is refused unless `resume` (continue it) or `overwrite` (replace
+    it). `on_epoch_end` is called on rank 0 with the history after every epoch's checkpoint
+    and log are written."""
     if isinstance(entry, str):
         entry = cfg.parse_entry(entry, config, "entry", "entry")
-    run = prepare(config, entry, seed, Path(out_dir), splits, progress)
-    state = restore(run) if resume else RunState()
+    out_dir = Path(out_dir)
+    ddp = distributed.setup()
+    if ddp.is_main:
+        runs.prepare_folder(out_dir, resume, overwrite)
+    previous = previous_run(out_dir, config, entry, seed) if resume else None
+    run = prepare(config, entry, seed, out_dir, splits, progress, ddp)
+    state = restore(run, previous)
+    if ddp.is_main:
+        cfg.save(config, out_dir / "config.yaml")
     bar = _progress_bar(run, state, progress)
     digests: list[str] = []
     for epoch in range(state.start_epoch, config.epochs):
@@ -99,15 +112,18 @@ def fit(config: cfg.Config, entry: cfg.Entry | str, seed: int, out_dir, resume: 
     if bar is not None:
         bar.close()
     return {"entry": entry.label, "seed": seed, "history": state.history, "best_val_nme": state.best_val_nme,
-            "checkpoint": str(run.out_dir / "best.pt"), "out_dir": str(run.out_dir), "batch_digests": digests,
-            "rank": run.ddp.rank, "world_size": run.ddp.world_size}
+            "diverged": not state.best_val_nme < DIVERGED_NME, "checkpoint": str(run.out_dir / "best.pt"),
+            "out_dir": str(run.out_dir), "batch_digests": digests, "rank": run.ddp.rank,
+            "world_size": run.ddp.world_size}
 
 
 def prepare(config: cfg.Config, entry: cfg.Entry, seed: int, out_dir: Path, splits, progress: bool,
-            write: bool = True) -> Run:
-    """Everything a run needs: caches, dataset, sampler, loader, task, optimizer; with `write`,
-    the output folder and its config.yaml (rank 0)."""
-    ddp = distributed.setup()
+            ddp: distributed.Distributed | None = None) -> Run:
+    """Everything a run needs: caches, dataset, sampler, loader, task, optimizer."""
+    ddp = ddp or distributed.setup()
+    if config.batch_size % ddp.world_size:
+        raise ConfigError("command line", "batch_size", f"{config.batch_size} is not a multiple of the "
+                                                        f"{ddp.world_size} processes; each takes an equal share")
     if config.threads:
         torch.set_num_threads(config.threads)
     cv2.setNumThreads(1)  # per-sample warps are tiny; OpenCV's thread pool would fight torch's
@@ -120,16 +136,13 @@ def prepare(config: cfg.Config, entry: cfg.Entry, seed: int, out_dir: Path, spli
     augment = AugmentConfig.from_dict(config.augment.params) if config.augment.enabled else None
     train_set = FaceCrops(train_cache, config.input_size, augment, scheme.flip_permutation, seed)
     sampler = build_sampler(config.data.sampler, splits["train"], seed, ddp.rank, ddp.world_size)
-    loader = make_loader(train_set, sampler, max(1, config.batch_size // ddp.world_size),
-                         config.data.num_workers, drop_last=True)
+    loader = make_loader(train_set, sampler, config.batch_size // ddp.world_size, config.data.num_workers,
+                         drop_last=True)
     if len(loader) == 0:
         raise FacemarksError(f"training split has {len(train_set)} faces, fewer than one batch of {config.batch_size}")
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     task = build_task(config, entry, scheme, train_cache, seed, ddp.device, memory_format)
     optimizer = build_optimizer(task.parameters(), config.optim)
-    if ddp.is_main and write:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(config, out_dir / "config.yaml")
     return Run(config, entry, seed, out_dir, ddp, scheme, val_cache, splits["val"], train_set, sampler, loader,
                ddp.wrap(task), optimizer, memory_format)
 
@@ -156,20 +169,28 @@ def mean_shape(crops: crop_cache.CropCache, input_size: int) -> np.ndarray:
                     for i in range(len(crops))], axis=0)
 
 
-def restore(run: Run) -> RunState:
-    """Continue from OUT/last.pt (if present), refusing another entry's or seed's file."""
-    path = run.out_dir / "last.pt"
+def previous_run(out_dir: Path, config: cfg.Config, entry: cfg.Entry, seed: int) -> Checkpoint | None:
+    """OUT/last.pt to resume from (None: nothing to resume), checked before any work."""
+    path = out_dir / "last.pt"
     if not path.is_file():
-        return RunState()
+        return None
     saved = Checkpoint.load(path)
-    written_by = saved.training.get("entry", saved.training.get("loss"))
-    if written_by not in (run.entry.to_dict(), run.entry.label) or saved.training.get("seed") != run.seed:
-        raise CheckpointError(path, f"was written by entry {written_by!r} seed {saved.training.get('seed')}, "
-                                    f"not {run.entry.label!r} seed {run.seed}")
+    runs.check_resumable(saved, config, entry, seed, path)
+    return saved
+
+
+def restore(run: Run, saved: Checkpoint | None) -> RunState:
+    """The state of the run `saved` was written by, loaded into the task and optimizer."""
+    if saved is None:
+        return RunState()
     task = _unwrap(run.task)
-    task.model.load_state_dict(saved.state_dict)
-    task.load_extra_state(saved.task_state)
-    run.optimizer.load_state_dict(saved.optimizer)
+    try:
+        task.model.load_state_dict(saved.state_dict)
+        task.load_extra_state(saved.task_state)
+        run.optimizer.load_state_dict(saved.optimizer)
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(saved.source, f"does not fit this run's model or optimizer "
+                                            f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
     return RunState(saved.training["history"], saved.training["best_val_nme"], saved.training["epoch"] + 1)
 
 
@@ -223,8 +244,14 @@ def train_step(run: Run, batch: dict) -> dict[str, float]:
 
 
 def end_epoch(run: Run, state: RunState, epoch: int, terms: dict, lr: float, seconds: float, bar) -> None:
-    """Validate, write best.pt / last.pt and the logs (rank 0)."""
+    """Validate, write best.pt / last.pt and the logs (rank 0). Weights that are no longer
+    finite are never written: the run stops, naming the last good checkpoint."""
     model = _unwrap(run.task).model
+    if not all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point()):
+        last = run.out_dir / "last.pt"
+        raise TrainingDiverged(f"entry {run.entry.label!r}: the weights became NaN or infinite in epoch {epoch + 1} "
+                               f"(the loss stayed finite); lower the learning rate (optim.lr = {run.config.optim.lr}). "
+                               f"The last good checkpoint is {last if last.exists() else 'not written yet'}.")
     predictions = predict_crops(model, run.val_cache, run.config.input_size,
                                 channels_last=run.config.channels_last, device=run.ddp.device)
     val_nme = float(np.mean(face_errors(predictions, run.val_samples, run.scheme)["inter_ocular"]))

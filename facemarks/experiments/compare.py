@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import datetime
 import re
+import sys
 from pathlib import Path
+
+import yaml
 
 from facemarks import __version__, schemes
 from facemarks.data import cache as crop_cache
 from facemarks.data.splits import load_splits
 from facemarks.engine import config as cfg
+from facemarks.engine import runs as run_folders
 from facemarks.engine.checkpoint import Checkpoint
 from facemarks.engine.evaluate import NORMS, attribute_flags, face_errors, predict_crops
 from facemarks.engine.trainer import fit
@@ -26,11 +30,15 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")
 
 
-def compare(config: cfg.Config, out_dir, progress: bool = True, resume: bool = False, command: str = "",
-            record_batches: bool = False, source: str = "<config>") -> dict:
+def compare(config: cfg.Config, out_dir, progress: bool = True, resume: bool = False, overwrite: bool = False,
+            command: str = "", record_batches: bool = False, source: str = "<config>") -> dict:
+    """Train and evaluate every entry for every seed into `out_dir` (see the module docstring).
+    A folder holding earlier results is refused unless `resume` (continue its unfinished
+    runs, with the same config) or `overwrite` (remove them first)."""
     entries = cfg.validate(config, source)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_resumed_config(out_dir, config, resume)
+    run_folders.prepare_folder(out_dir, resume, overwrite, files=run_folders.COMPARE_FILES, folders=("runs",))
     cfg.save(config, out_dir / "config.yaml")
     splits = load_splits(config.data)
     test = splits["test"]
@@ -42,6 +50,9 @@ def compare(config: cfg.Config, out_dir, progress: bool = True, resume: bool = F
             run_dir = out_dir / "runs" / f"{slug(entry.label)}-seed{seed}"
             result = fit(config, entry, seed, run_dir, resume=resume, progress=progress, splits=splits,
                          record_batches=record_batches)
+            if result["diverged"]:
+                print(f"warning: entry {entry.label!r} seed {seed} diverged (best validation NME "
+                      f"{100 * result['best_val_nme']:.3g}%); its results are reported as they are", file=sys.stderr)
             runs.append(evaluate_run(result, entry, seed, config, test_cache, test, scheme, out_dir))
     results = {
         "title": f"Loss comparison: {', '.join(sorted({e.model.name for e in entries}))} on {config.data.spec}",
@@ -58,6 +69,15 @@ def compare(config: cfg.Config, out_dir, progress: bool = True, resume: bool = F
         results["test_attributes"] = attributes
     report.write_report(results, out_dir)
     return results
+
+
+def _check_resumed_config(out_dir: Path, config: cfg.Config, resume: bool) -> None:
+    saved = out_dir / "config.yaml"
+    if resume and saved.is_file():
+        changes = run_folders.config_changes(yaml.safe_load(saved.read_text()), config)
+        if changes:
+            raise run_folders.RunFolderError(f"{saved}: the comparison was started with another config "
+                                      f"({', '.join(changes)}); resume it with --config {saved}")
 
 
 def evaluate_run(result: dict, entry: cfg.Entry, seed: int, config: cfg.Config, test_cache, test, scheme,
