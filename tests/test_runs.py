@@ -311,3 +311,33 @@ def test_two_processes_train_exactly_like_one_on_the_same_global_batch(faces, tm
     assert difference < 1e-5, difference
     histories = [[h["train_loss"] for h in c.training["history"]] for c in (a, b)]
     assert histories[0][0] != histories[0][1]  # it trained (the loss moved between epochs)
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+@pytest.mark.parametrize("yaml_text,argv,named", [
+    ('epochs: "ten"\n', [], "epochs"),
+    ("optim: {lr: fast}\n", [], "optim.lr"),
+    ("epochs: 0\n", [], "epochs"),
+    ("epochs: -3\n", [], "epochs"),
+    ("batch_size: 0\n", [], "batch_size"),
+    ("input_size: 7\n", [], "input_size"),
+    ("losses: ['wing:q=3']\n", [], "losses[0]"),
+    ("losses: ['wing:w=-10']\n", [], "losses[0]"),
+    ("losses: [mpd, huber, 'nosuch']\n", [], "losses[2]"),
+    ("model: {name: nosuch}\n", [], "model.name"),
+    ("losses: ['dsnet_heatmap+wing']\n", [], "losses[0]"),
+    ("{}\n", ["--model", "resnet99"], "model.name"),
+    ("{}\n", ["--loss", "wing:w=ten"], "losses[0]"),
+    ("epochs: [1\n", [], "c.yaml"),
+    ("optim: {momentun: 0.9}\n", [], "optim.momentun"),
+])
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_bad_configs_stop_in_one_line_naming_the_key(tmp_path, capsys, yaml_text, argv, named, command):
+    if command == "compare" and "--loss" in argv:
+        argv = ["--losses", argv[1]]
+    (tmp_path / "c.yaml").write_text(yaml_text)
+    err = one_line_error([command, "--config", str(tmp_path / "c.yaml"), *argv, "--out", str(tmp_path / "out")], capsys)
+    assert named in err, err
+    assert not (tmp_path / "out").exists()  # refused before anything was written

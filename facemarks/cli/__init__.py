@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(importlib.import_module(args.module).run(args) or 0)
     except FacemarksError as exc:
-        print(f"facemarks {args.command}: error: {exc}", file=sys.stderr)
+        # One line, whatever the message: a wrapped library message is still one error.
+        print(f"facemarks {args.command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

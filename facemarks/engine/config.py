@@ -179,10 +179,20 @@ def load(path) -> Config:
     try:
         values = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise DataError(path, f"not valid YAML: {exc}") from exc
+        raise DataError(path, f"not valid YAML: {yaml_problem(exc)}", line=yaml_line(exc)) from None
     config = from_dict(values, str(path))
     validate(config, str(path))
     return config
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error's reason in one line (its own text spans several, with a caret)."""
+    return " ".join(str(getattr(exc, "problem", None) or exc).split())
+
+
+def yaml_line(exc: yaml.YAMLError) -> int | None:
+    mark = getattr(exc, "problem_mark", None)
+    return mark.line + 1 if mark is not None else None
 
 
 def to_dict(config: Config) -> dict:
