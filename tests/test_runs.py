@@ -82,6 +82,18 @@ def test_compare_refuses_earlier_results_and_overwrite_leaves_no_stale_run(faces
     assert sorted(p.name for p in (tmp_path / "out" / "runs").iterdir()) == ["l1-seed0"]
 
 
+def test_compare_resume_continues_with_the_same_config_only(faces, tmp_path):
+    config = small_config(faces, tmp_path / "cache")
+    first = compare(config, tmp_path / "out", progress=False)
+    again = compare(config, tmp_path / "out", progress=False, resume=True)  # finished runs: nothing retrained
+    assert again["runs"][0]["nme"] == first["runs"][0]["nme"]
+    assert again["runs"][0]["history"] == first["runs"][0]["history"]
+    config.input_size = 48
+    with pytest.raises(FacemarksError, match=r"config.yaml: the comparison was started with another config "
+                                             r"\(input_size: 32 -> 48\)"):
+        compare(config, tmp_path / "out", progress=False, resume=True)
+
+
 def test_output_folder_must_be_writable_before_any_work(faces, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     err = one_line_error(["train", "--data", faces, "--out", str(tmp_path / "file"), "--no-progress"], capsys)
