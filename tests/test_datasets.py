@@ -346,18 +346,23 @@ def test_jsonl_round_trip(tmp_path):
     first = json.loads(path.read_text().splitlines()[0])
     assert first["image"] == "images/0.png"  # relative to the file's folder
     assert Path(json.loads(path.read_text().splitlines()[-1])["image"]).is_absolute()
-    back = datasets.load(f"jsonl:{path}")
+    # The last image lies outside the file's folder: refused, unless the spec names a root holding it.
+    with pytest.raises(DataError, match="leads outside the dataset root.*root=DIR") as info:
+        datasets.load(f"jsonl:{path}")
+    assert str(info.value).startswith(f"{path}:5:")
+    back = datasets.load(f"jsonl:{path}?root={tmp_path.parent}")
     assert len(back) == len(samples)
     for a, b in zip(samples, back):
         assert_same(a, b)
-    assert [s.subset for s in datasets.load(f"jsonl:{path}", "train")] == ["part0", "part1"]
+    assert [s.subset for s in datasets.load(f"jsonl:{path}?root={tmp_path.parent}", "train")] == ["part0", "part1"]
     assert datasets.splits(f"jsonl:{path}") == {"all": 5, "train": 2, "val": 1, "test": 1}
 
 
 def test_csv_round_trip(tmp_path):
     samples = [s for s in make_samples(tmp_path) if s.scheme == "300w"]
     path = table.write_csv(samples, tmp_path / "faces.csv")
-    back = datasets.load(f"csv:{path}")
+    back = datasets.load(f"csv:{path}?root={tmp_path.parent}")  # one image lies outside the file's folder
+    assert len(back) == len(samples)
     for a, b in zip(samples, back):
         assert_same(a, b)
 
@@ -409,10 +414,10 @@ PHIS_N = 3
 
 def cofw_values():
     """Known annotations for 3 faces: x = 10 + i + k, y = 20 + 2i + k (1-based), flags."""
-    images = [
-        RNG.integers(0, 256, (12, 9, 3), dtype=np.uint8),
-        RNG.integers(0, 256, (7, 11), dtype=np.uint8),  # grayscale
-        RNG.integers(0, 256, (10, 10, 3), dtype=np.uint8),
+    images = [  # large enough to hold the points (x up to 40, y up to 78)
+        RNG.integers(0, 256, (82, 45, 3), dtype=np.uint8),
+        RNG.integers(0, 256, (80, 41), dtype=np.uint8),  # grayscale
+        RNG.integers(0, 256, (84, 44, 3), dtype=np.uint8),
     ]
     phis = np.zeros((PHIS_N, 87))
     for k in range(PHIS_N):
@@ -681,7 +686,7 @@ def test_data_info_real(data_300w, data_wflw, capsys):
     assert "incomplete" in capsys.readouterr().err
     assert main(["data", "info", f"300w:{data_300w}", "--split", "full", "--allow-partial"]) == 0
     assert "faces:   554 (split full)" in capsys.readouterr().out
-    assert main(["data", "info", f"wflw:{data_wflw}"]) == 0
+    assert main(["data", "info", f"wflw:{data_wflw}"]) == 1  # problems listed: exit status 1
     out = capsys.readouterr().out
     # The README: 71 points of 10 faces lie outside their images.
     assert "faces:   577" in out and "10 faces with points outside the image" in out and "71 points outside" in out
@@ -696,10 +701,291 @@ def test_data_info_lists_problems(tmp_path, capsys):
     ]
     path = tmp_path / "faces.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records) + '\n{"image": "a.png", "landmarks": [1, 2, 3, 4, 5, 6, 7, 8, 9, NaN]}\n{broken\n')
-    assert main(["data", "info", f"jsonl:{path}"]) == 0
+    assert main(["data", "info", f"jsonl:{path}"]) == 1
     out = capsys.readouterr().out
     assert "faces:   2, 3 skipped" in out and "1 bad annotations" in out and "scheme:  5pt" in out and "5 per face" in out
     assert "1 missing images" in out and "1 NaN/infinite coordinates" in out and "1 faces with points outside the image" in out
     assert "1 point(s) outside the 10x10 image: [4]" in out
     assert main(["data", "info", f"300w:{tmp_path / 'nowhere'}"]) == 2
     assert "300W folder not found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------
+# Nothing lost, nothing silent (issue 9): points far outside, containment, duplicates and
+# split overlap, missing folders, non-UTF-8 tables, crop cache folders
+
+
+def csv_file(folder: Path, rows: list[str], n: int = 5, name: str = "faces.csv", split: bool = False) -> Path:
+    header = "image," + ",".join(f"x{i},y{i}" for i in range(n)) + (",split" if split else "")
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def csv_row(image: str, points, split: str | None = None) -> str:
+    return ",".join([image, *(repr(float(v)) for v in np.ravel(points))] + ([split] if split else []))
+
+
+FIVE = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0], [8.0, 9.0]])
+
+
+def far_outside_dataset(root: Path, fmt: str) -> tuple[str, str]:
+    """A dataset of two faces whose second has one point at (50000, -40000); returns
+    (spec, the start of the error: annotation file and line, or the face for COFW)."""
+    if fmt == "300w":
+        make_300w_face(root / "afw", "a", seed=1)
+        make_300w_face(root / "afw", "b", seed=2)
+        pts = w300.read_pts(root / "afw" / "b.pts")
+        pts[30] = 50001, -39999  # 1-based in the file
+        (root / "afw" / "b.pts").write_text(pts_text(pts))
+        return f"300w:{root}", f"{root / 'afw' / 'b.pts'}:"
+    if fmt == "wflw":
+        pts = RNG.uniform(0, 8, (98, 2))
+        far = pts.copy()
+        far[30] = 50000, -40000
+        path = make_wflw(root, [wflw_line(pts), wflw_line(far)])
+        return f"wflw:{root}", f"{path}:2:"
+    if fmt in ("csv", "jsonl"):
+        write_image(root / "a.png")
+        far = FIVE.copy()
+        far[3] = 50000, -40000
+        if fmt == "csv":
+            return f"csv:{csv_file(root, [csv_row('a.png', FIVE), csv_row('a.png', far)])}", f"{root / 'faces.csv'}:3:"
+        path = root / "faces.jsonl"
+        path.write_text("\n".join(json.dumps({"image": "a.png", "landmarks": p.ravel().tolist()}) for p in (FIVE, far)) + "\n")
+        return f"jsonl:{path}", f"{path}:2:"
+    images, phis, boxes = cofw_values()
+    phis[1, 3], phis[1, 29 + 3] = 50001, -39999  # 1-based
+    path = root / "COFW_test_color.mat"
+    write_mat_v5(path, "T", images, phis, boxes)
+    return f"cofw:{path}", f"{path} (face 2 of test):"
+
+
+@pytest.mark.parametrize("fmt", ["300w", "wflw", "csv", "jsonl", "cofw"])
+def test_points_far_outside_the_image_stop_every_reader(tmp_path, fmt):
+    spec, where = far_outside_dataset(tmp_path, fmt)
+    with pytest.raises(DataError, match="far outside the") as info:
+        datasets.load(spec)
+    assert str(info.value).startswith(where)
+    faces = datasets.load(spec, on_error="skip")
+    assert len(faces) == (2 if fmt == "cofw" else 1) and len(faces.skipped) == 1
+    assert faces.skipped[0].startswith(where) and "far outside" in faces.skipped[0]
+
+
+def test_points_outside_tolerance_is_half_the_image_side(tmp_path):
+    # A 10 x 20 image spans x in [-0.5, 9.5], y in [-0.5, 19.5]; half its sides: 5 and 10.
+    write_image(tmp_path / "a.png", height=20, width=10)
+    cases = [((14.499, 5.0), True), ((14.501, 5.0), False), ((5.0, -10.499), True), ((5.0, -10.501), False),
+             ((-5.499, 29.499), True), ((5.0, 29.501), False)]
+    rows = []
+    for (x, y), _ in cases:
+        pts = FIVE.copy()
+        pts[2] = x, y
+        rows.append(csv_row("a.png", pts))
+    path = csv_file(tmp_path, rows)
+    faces = datasets.load(f"csv:{path}", on_error="skip")
+    assert [f.landmarks[2].tolist() for f in faces] == [list(xy) for xy, ok in cases if ok]
+    assert [m.split(":")[1] for m in faces.skipped] == [str(k + 2) for k, (_, ok) in enumerate(cases) if not ok]
+
+
+def test_far_outside_faces_are_reported_by_data_info(tmp_path, capsys):
+    spec, where = far_outside_dataset(tmp_path, "csv")
+    info = inspect_dataset(spec)
+    assert info.faces == 1 and info.problem_counts["faces with points far outside the image"] == 1
+    assert info.problems[0].startswith(where)
+
+
+def test_containment_rule_csv_and_jsonl(tmp_path):
+    data = tmp_path / "data"
+    write_image(data / "in.png")
+    write_image(tmp_path / "elsewhere" / "out.png")
+    outside = str(tmp_path / "elsewhere" / "out.png")
+    path = csv_file(data, [csv_row(str(data / "in.png"), FIVE), csv_row(outside, FIVE)])
+    with pytest.raises(DataError, match="leads outside the dataset root") as info:
+        datasets.load(f"csv:{path}")
+    assert str(info.value).startswith(f"{path}:3:") and "?root=DIR" in str(info.value)
+    assert len(datasets.load(f"csv:{path}?root={tmp_path}")) == 2
+    with pytest.raises(DataError, match="leads outside the dataset root"):  # the root is a root for absolute paths too
+        datasets.load(f"csv:{path}?root={data}")
+    # a symlink inside the folder that leads out of it
+    (data / "link.png").symlink_to(tmp_path / "elsewhere" / "out.png")
+    jsonl = data / "faces.jsonl"
+    jsonl.write_text(json.dumps({"image": "link.png", "landmarks": FIVE.ravel().tolist()}) + "\n")
+    with pytest.raises(DataError, match="symlink to") as info:
+        datasets.load(f"jsonl:{jsonl}")
+    assert str(info.value).startswith(f"{jsonl}:1:")
+
+
+def test_containment_rule_300w_and_wflw_follow_symlinks(tmp_path):
+    root = tmp_path / "300w"
+    make_300w_face(root / "afw", "a", seed=1)
+    make_300w_face(root / "afw", "b", seed=2, image=False)
+    write_image(tmp_path / "outside.jpg")
+    (root / "afw" / "b.jpg").symlink_to(tmp_path / "outside.jpg")
+    with pytest.raises(DataError, match="leads outside the dataset root.*symlink") as info:
+        datasets.load(f"300w:{root}")
+    assert str(info.value).startswith(f"{root / 'afw' / 'b.pts'}:")
+    # a symlink to an image inside the root is fine; the sample names the real file
+    (root / "afw" / "b.jpg").unlink()
+    (root / "afw" / "b.jpg").symlink_to(root / "afw" / "a.jpg")
+    assert [Path(s.image_path).name for s in datasets.load(f"300w:{root}")] == ["a.jpg", "a.jpg"]
+
+    path = make_wflw(tmp_path / "wflw", [wflw_line(RNG.uniform(0, 8, (98, 2)), image="e/b.jpg")])
+    (tmp_path / "wflw" / "WFLW_images" / "e" / "b.jpg").symlink_to(tmp_path / "outside.jpg")
+    with pytest.raises(DataError, match="leads outside the dataset root.*symlink") as info:
+        datasets.load(f"wflw:{tmp_path / 'wflw'}")
+    assert str(info.value).startswith(f"{path}:1:")
+
+
+def overlap_csv(folder: Path) -> Path:
+    """Rows 2-8: a duplicate (3 repeats 2), a train/test overlap within 1e-6 (4, 5), a
+    val/test overlap through a byte-identical copy of the image (6, 7), and a face 2e-6
+    away from row 4 (8: a different face)."""
+    write_image(folder / "a.png", seed=1)
+    write_image(folder / "b.png", seed=2)
+    write_image(folder / "c.png", seed=3)
+    (folder / "c_copy.png").write_bytes((folder / "c.png").read_bytes())
+    rows = [csv_row("a.png", FIVE, "train"), csv_row("a.png", FIVE, "train"), csv_row("b.png", FIVE + 1, "train"),
+            csv_row("b.png", FIVE + 1 + 5e-7, "test"), csv_row("c.png", FIVE + 2, "val"),
+            csv_row("c_copy.png", FIVE + 2, "test"), csv_row("b.png", FIVE + 1 + 2e-6, "val")]
+    return csv_file(folder, rows, split=True)
+
+
+def test_data_info_reports_duplicates_and_split_overlap(tmp_path, capsys):
+    path = overlap_csv(tmp_path)
+    info = inspect_dataset(f"csv:{path}")
+    assert info.faces == 7
+    # rows 3, 5 and 7 repeat an earlier row of the file
+    assert info.problem_counts["duplicate faces"] == 3
+    assert info.problem_counts["faces in both train and test"] == 1 and info.problem_counts["faces in both val and test"] == 1
+    assert "faces in both train and val" not in info.problem_counts
+    assert f"duplicate face: {path}:3 repeats {path}:2" in "\n".join(info.problems)
+    assert f"face in both splits train and test: {path}:4 and {path}:5" in "\n".join(info.problems)
+    assert main(["data", "info", f"csv:{path}"]) == 1
+    out = capsys.readouterr().out
+    assert "3 duplicate faces" in out and "1 faces in both train and test" in out
+
+
+def test_load_splits_refuses_a_face_in_two_splits(tmp_path):
+    from facemarks.data.splits import load_splits
+
+    path = overlap_csv(tmp_path)
+    config = types.SimpleNamespace(spec=f"csv:{path}", train_split="train", val_split="val", test_split="test", val_fraction=0.2)
+    with pytest.raises(DataError) as info:
+        load_splits(config)
+    message = str(info.value)
+    assert message.startswith(f"csv:{path}:") and "'train'" in message and "'test'" in message
+    assert f"{path}:4 and {path}:5" in message
+    # train / val (val a split of its own): row 8 moved 1e-7 from row 4 is the same face
+    rows = path.read_text().splitlines()
+    rows[7] = csv_row("b.png", FIVE + 1 + 1e-7, "val")
+    del rows[4]  # no train/test overlap left
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"also in split 'val', e\.g\. .*faces\.csv:4 and .*faces\.csv:7"):
+        load_splits(config)
+    # held-out validation, no overlap: accepted
+    config.val_split = None
+    del rows[-1]
+    path.write_text("\n".join(rows) + "\n")
+    splits = load_splits(config)
+    assert [len(splits[k]) for k in ("train", "val", "test")] == [2, 1, 1]
+
+
+def test_data_info_exit_status_and_help(tmp_path, capsys):
+    write_image(tmp_path / "a.png")
+    clean = csv_file(tmp_path, [csv_row("a.png", FIVE)], name="clean.csv")
+    assert main(["data", "info", f"csv:{clean}"]) == 0
+    captured = capsys.readouterr()
+    assert "problems: none" in captured.out and captured.err == ""
+    twice = csv_file(tmp_path, [csv_row("a.png", FIVE)] * 2, name="twice.csv")
+    assert main(["data", "info", f"csv:{twice}"]) == 1
+    captured = capsys.readouterr()
+    assert "1 duplicate faces" in captured.out and captured.err.count("\n") == 1 and str(twice) in captured.err
+    with pytest.raises(SystemExit):
+        main(["data", "info", "--help"])
+    assert "exit status: 0 when no problems are found, 1 when problems are listed" in " ".join(capsys.readouterr().out.split())
+
+
+def test_missing_folders_are_named(tmp_path):
+    write_image(tmp_path / "a.png")
+    path = csv_file(tmp_path, [csv_row("a.png", FIVE), csv_row("nodir/sub/b.png", FIVE), csv_row("b.png", FIVE)])
+    faces = datasets.load(f"csv:{path}", on_error="skip")
+    assert faces.skipped[0] == f"{path}:3: image folder not found: {tmp_path / 'nodir'}"
+    assert faces.skipped[1] == f"{path}:4: image not found: {tmp_path / 'b.png'}"
+    for read in (datasets.read_image, image_size):
+        with pytest.raises(DataError) as info:
+            read(tmp_path / "nodir" / "a.png")
+        assert str(info.value) == f"{tmp_path / 'nodir' / 'a.png'}: folder not found: {tmp_path / 'nodir'}"
+    with pytest.raises(DataError) as info:
+        datasets.load(f"csv:{tmp_path / 'nowhere' / 'deeper' / 'faces.csv'}")
+    assert str(info.value).endswith(f": folder not found: {tmp_path / 'nowhere'}")
+    with pytest.raises(DataError, match="annotation file not found"):
+        datasets.load(f"csv:{tmp_path / 'faces2.csv'}")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_non_utf8_tables_name_file_and_line(tmp_path, fmt):
+    write_image(tmp_path / "a.png")
+    if fmt == "csv":
+        path = csv_file(tmp_path, [csv_row("a.png", FIVE), csv_row("a.png", FIVE)])
+    else:
+        path = tmp_path / "faces.jsonl"
+        path.write_text("\n".join(json.dumps({"image": "a.png", "landmarks": FIVE.ravel().tolist()}) for _ in range(2)) + "\n")
+    lines = path.read_bytes().split(b"\n")
+    lines[2 if fmt == "csv" else 1] = lines[2 if fmt == "csv" else 1].replace(b"a.png", b"\xe9t\xe9.png")  # Latin-1
+    path.write_bytes(b"\n".join(lines))
+    for call in (lambda: datasets.load(f"{fmt}:{path}"), lambda: datasets.splits(f"{fmt}:{path}")):
+        with pytest.raises(DataError, match="not a UTF-8 text file") as info:
+            call()
+        assert str(info.value).startswith(f"{path}:{3 if fmt == 'csv' else 2}:")
+
+
+def test_malformed_csv_is_a_data_error_with_its_line(tmp_path):
+    write_image(tmp_path / "a.png")
+    path = csv_file(tmp_path, [csv_row("a.png", FIVE), '"' + "x" * 200_000 + '",' + ",".join(["1"] * 10)])
+    for call in (lambda: datasets.load(f"csv:{path}"), lambda: datasets.splits(f"csv:{path}")):
+        with pytest.raises(DataError, match="malformed CSV: field larger than field limit") as info:
+            call()
+        assert str(info.value).startswith(f"{path}:3:")
+
+
+def cache_samples(tmp_path: Path) -> list:
+    write_image(tmp_path / "faces" / "a.png", height=20, width=20)
+    return list(datasets.load(f"csv:{csv_file(tmp_path / 'faces', [csv_row('a.png', FIVE)])}"))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_crop_cache_folders_get_the_usual_permissions(tmp_path, umask):
+    from facemarks.data import cache
+    from facemarks.geometry.crop import BoxCrop
+
+    samples = cache_samples(tmp_path)
+    old = os.umask(umask)
+    try:
+        built = cache.build(samples, 16, BoxCrop(0.25), root=tmp_path / "cache")
+    finally:
+        os.umask(old)
+    assert built.directory.parent == tmp_path / "cache"
+    assert built.directory.stat().st_mode & 0o777 == 0o777 & ~umask  # mkdtemp alone gives 0o700
+
+
+def test_crop_cache_unwritable_or_foreign_folder_is_one_clear_error(tmp_path, monkeypatch):
+    from facemarks.data import cache
+    from facemarks.geometry.crop import BoxCrop
+
+    samples = cache_samples(tmp_path)
+    (tmp_path / "file").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("FACEMARKS_CACHE", str(tmp_path / "file" / "cache"))
+    with pytest.raises(FacemarksError) as info:
+        cache.build(samples, 16, BoxCrop(0.25))
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'file' / 'cache'}: cannot write the crop cache here")
+    assert "--cache-dir DIR or FACEMARKS_CACHE=DIR" in message and "\n" not in message
+    # A cache folder another user made with mkdtemp's 0700 (simulated: the tests may run as root).
+    built = cache.build(samples, 16, BoxCrop(0.25), root=tmp_path / "shared")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if Path(p) == built.directory else real_access(p, mode, **kw))
+    with pytest.raises(FacemarksError, match="crop cache folder not readable .*--cache-dir DIR or FACEMARKS_CACHE=DIR") as info:
+        cache.build(samples, 16, BoxCrop(0.25), root=tmp_path / "shared")
+    assert str(info.value).startswith(f"{built.directory}:")

@@ -3,7 +3,8 @@
     facemarks data info FORMAT:PATH [--split S] [--decode] [--max-problems K]
         faces per split, points per face, scheme, and the problems found by scanning
         every face: bad annotations, missing images, unreadable images, NaN, points
-        outside the image.
+        outside the image, duplicate faces, faces in two standard splits.
+        Exit status: 0 no problems, 1 problems listed, 2 the dataset cannot be read.
     facemarks data synth DIR [--num N] [--seed S] [--size PX]
         render the synthetic dataset into DIR.
 
@@ -13,6 +14,7 @@ Argument parsing and printing only; the scanning is facemarks.data.info.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from facemarks.data.info import inspect_dataset
@@ -21,7 +23,10 @@ from facemarks.data.info import inspect_dataset
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     sub.required = True
-    info = sub.add_parser("info", help="faces per split, scheme and problems of a dataset")
+    info = sub.add_parser("info", help="faces per split, scheme and problems of a dataset",
+                          description="Faces per split, scheme and problems of a dataset.",
+                          epilog="exit status: 0 when no problems are found, 1 when problems are listed, "
+                                 "2 when the dataset cannot be read (one error line)")
     info.add_argument("spec", metavar="FORMAT:PATH", help="e.g. 300w:data/300w, wflw:data/wflw, cofw:COFW_test_color.mat, csv:faces.csv")
     info.add_argument("--split", default=None, help="scan only this split (default: every face)")
     info.add_argument("--allow-partial", action="store_true", help="accept a standard split with some parts missing (300W full without ibug)")
@@ -61,7 +66,10 @@ def run_info(args) -> int:
     for name, reason in info.unavailable.items():
         print(f"  {name:<{width}}  not available ({reason})")
     _print_problems(info.problems, info.problem_counts, args.max_problems)
-    return 0
+    if not info.problems:
+        return 0
+    print(f"facemarks data info: {info.spec}: problems found (listed above)", file=sys.stderr)
+    return 1
 
 
 def _print_problems(problems: list[str], counts, max_problems: int) -> None:

@@ -20,8 +20,8 @@ import hashlib
 import json
 import math
 import os
+import secrets
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,7 @@ import numpy as np
 
 from facemarks import schemes
 from facemarks.data.sample import Sample, read_image
+from facemarks.errors import FacemarksError
 from facemarks.fileio import cache_root
 from facemarks.geometry.affine import apply_to_points, compose, crop_matrix, transform_box, warp_antialiased
 from facemarks.geometry.crop import BoxCrop, CropPolicy
@@ -104,6 +105,7 @@ def build(samples: list[Sample], input_size: int, policy: CropPolicy, root=None,
     size = cache_size_for(input_size, policy)
     root = Path(root) if root else cache_root()
     directory = root / f"crops-{_cache_key(samples, size, policy, reference_points)}"
+    _check_readable(directory)
     if not (directory / "meta.npz").is_file():
         matrices = [cache_matrix(s, i, input_size, size, policy, reference_points) for i, s in enumerate(samples)]
         _write(samples, matrices, size, directory, progress)
@@ -131,9 +133,38 @@ def _windows(samples, to_cache: np.ndarray, size: int, input_size: int, policy: 
     return np.tile([centre - half, centre - half, centre + half, centre + half], (len(samples), 1)), 0.0
 
 
+# ---------------------------------------------------------------------------------------
+# The cache folders: made with the usual permissions (0777 & ~umask, as mkdir would; not
+# mkdtemp's 0700) so that other users can read a shared cache; a folder that cannot be
+# written or read is one FacemarksError naming it and the way out.
+
+_WAY_OUT = "choose another cache folder with --cache-dir DIR or FACEMARKS_CACHE=DIR (config: data.cache_dir)"
+
+
+def _check_readable(directory: Path) -> None:
+    if directory.is_dir() and not os.access(directory, os.R_OK | os.X_OK):
+        raise FacemarksError(f"{directory}: crop cache folder not readable (made by another user?); "
+                             f"give it read access, delete it, or {_WAY_OUT}")
+
+
+def _make_temporary(directory: Path) -> Path:
+    """A new empty sibling folder of `directory` to build the cache in, made by mkdir (so
+    0777 & ~umask, where mkdtemp would give 0700)."""
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            tmp = directory.parent / f"{directory.name}.{secrets.token_hex(4)}"
+            try:
+                tmp.mkdir()
+                return tmp
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise FacemarksError(f"{directory.parent}: cannot write the crop cache here ({exc.strerror or exc}); {_WAY_OUT}") from None
+
+
 def _write(samples, matrices, size, directory: Path, progress: bool) -> None:
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=directory.name + ".", dir=directory.parent))
+    tmp = _make_temporary(directory)
     try:
         n = len(samples)
         images = np.lib.format.open_memmap(tmp / "images.npy", mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
@@ -158,8 +189,11 @@ def _write(samples, matrices, size, directory: Path, progress: bool) -> None:
 
 
 def _open(samples, directory: Path, size: int, input_size: int, policy: CropPolicy) -> CropCache:
-    meta = np.load(directory / "meta.npz")
-    images = np.load(directory / "images.npy", mmap_mode="r")
+    try:
+        meta = np.load(directory / "meta.npz")
+        images = np.load(directory / "images.npy", mmap_mode="r")
+    except PermissionError:
+        raise FacemarksError(f"{directory}: crop cache files not readable (made by another user?); {_WAY_OUT}") from None
     if images.shape != (len(samples), size, size, 3):
         raise RuntimeError(f"{directory}: cache does not match its key; delete the folder")
     windows, margin = _windows(samples, meta["to_cache"], size, input_size, policy)

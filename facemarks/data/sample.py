@@ -8,6 +8,8 @@ once, here at the border of the library.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,7 @@ class Sample:
     attributes: per-face flags, e.g. WFLW's pose/expression/... (0 or 1); COFW's
                 per-point occlusion is stored as attributes["occluded"] = tuple of 0/1.
     subset:     where the face comes from inside the dataset (e.g. "helen/testset").
+    origin:     where the face was read, for messages: "FILE:LINE", or "FILE" (a .pts).
     """
 
     image_path: str
@@ -37,6 +40,7 @@ class Sample:
     scheme: str
     attributes: dict = field(default_factory=dict)
     subset: str = ""
+    origin: str = ""
 
 
 def landmark_box(landmarks: np.ndarray) -> np.ndarray:
@@ -57,20 +61,65 @@ def check_landmarks(landmarks: np.ndarray, num_points: int, path, line: int | No
     return pts
 
 
-def resolve_inside(root: Path, relative: str, annotation_path, line: int | None = None) -> Path:
-    """Join an annotation's image path to the dataset root, refusing paths that escape it."""
+def missing_message(path, what: str = "image file") -> str:
+    """Why `path` is not there: "folder not found: F" (F: its highest missing folder) when
+    its folder is missing, else "<what> not found"."""
+    path = Path(path).absolute()
+    missing = None
+    for folder in path.parents:
+        if folder.exists():
+            break
+        missing = folder
+    return f"folder not found: {missing}" if missing is not None else f"{what} not found"
+
+
+def image_inside(root, image, annotation_path, line: int | None = None, base=None, hint: str = "") -> Path:
+    """The containment rule of every reader (stated in facemarks/data/formats/__init__.py):
+    an annotation's image path (a relative one joined to `base`, default `root`) is
+    resolved to its real path, symlinks included, and must lie inside the real path of
+    the dataset root; the image must exist. Returns the real path; DataError naming the
+    annotation file (and line) otherwise; `hint` is added to the message of an image outside."""
     root = Path(root).resolve()
-    candidate = (root / relative).resolve()
-    if candidate != root and root not in candidate.parents:
-        raise DataError(annotation_path, f"image path {relative!r} leads outside the dataset root {root}", line)
-    return candidate
+    joined = Path(base if base is not None else root) / image  # an absolute `image` replaces the base
+    real = joined.resolve()
+    if root not in real.parents:
+        lexical = Path(os.path.normpath(joined.absolute()))
+        via = f" (a symlink to {real})" if real != lexical else ""
+        raise DataError(annotation_path, f"image path {str(image)!r} leads outside the dataset root {root}{via}{hint}", line)
+    return require_image(real, annotation_path, line)
+
+
+# Points may lie outside their image (WFLW: faces cut by the photo's edge), but not by more
+# than this fraction of the image's side along that axis: such a point is an annotation
+# error (a typo, or coordinates of another image) and would dominate every error measure.
+# The real WFLW faces reach 0.16 of the width outside; 300W none.
+OUTSIDE_TOLERANCE = 0.5
+
+
+def check_inside_image(landmarks: np.ndarray, image, annotation_path, line: int | None = None) -> None:
+    """DataError naming the annotation file (and line) when a point lies more than
+    OUTSIDE_TOLERANCE of the image side outside the image [-0.5, W - 0.5] x [-0.5, H - 0.5].
+    The size comes from the image header (`image_size`)."""
+    try:
+        width, height = image_size(image)
+    except DataError as exc:
+        raise DataError(annotation_path, str(exc), line) from None
+    pts = np.asarray(landmarks, dtype=np.float64)
+    size = np.array([width, height], dtype=np.float64)
+    beyond = np.maximum(-0.5 - pts, pts - (size - 0.5)) / size  # > 0: outside, in image sides
+    worst = np.unravel_index(np.argmax(beyond), beyond.shape)
+    if beyond[worst] > OUTSIDE_TOLERANCE:
+        far = int(np.sum(beyond.max(axis=1) > OUTSIDE_TOLERANCE))
+        x, y = pts[worst[0]]
+        raise DataError(annotation_path, f"{far} point(s) far outside the {width}x{height} image {image} "
+                        f"(point {worst[0]} at ({x:g}, {y:g}); allowed: up to {OUTSIDE_TOLERANCE:g} of the image side outside)", line)
 
 
 def read_image(path) -> np.ndarray:
     """Read an image file as RGB uint8 (H, W, 3). Grey images are expanded to 3 channels."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(path, "image file not found")
+        raise DataError(path, missing_message(path))
     data = np.fromfile(str(path), dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if image is None:
@@ -113,9 +162,11 @@ def add_face(out: SampleList, on_error: str, make) -> None:
 
 def require_image(image: Path, annotation_path, line: int | None = None) -> Path:
     """The image must exist (it is decoded later, in the crop cache)."""
-    if not Path(image).is_file():
-        raise DataError(annotation_path, f"image not found: {image}", line)
-    return Path(image)
+    image = Path(image)
+    if not image.is_file():
+        message = missing_message(image)
+        raise DataError(annotation_path, f"image {message}" if message.startswith("folder") else f"image not found: {image}", line)
+    return image
 
 
 def require_nonempty(samples: SampleList, path, what: str) -> SampleList:
@@ -134,7 +185,7 @@ def image_size(path) -> tuple[int, int]:
         with open(path, "rb") as f:
             head = f.read(64 * 1024)
     except FileNotFoundError:
-        raise DataError(path, "image file not found") from None
+        raise DataError(path, missing_message(path)) from None
     except OSError as exc:
         raise DataError(path, f"cannot read image: {exc}") from None
     size = _png_size(head) or _jpeg_size(head)
@@ -173,3 +224,48 @@ def _jpeg_size(head: bytes):
             return (width, height) if width and height else None
         i += 2 + length
     return None
+
+
+# ---------------------------------------------------------------------------------------
+# Face identity: duplicates inside a dataset, overlap between splits.
+
+# Two faces are the same face when their images are the same file (same real path, or
+# identical bytes) and every coordinate agrees within this many pixels.
+SAME_FACE_TOLERANCE = 1e-6
+
+
+def matching_faces(first, second=None, tolerance: float = SAME_FACE_TOLERANCE) -> list[tuple[int, int]]:
+    """Pairs (i, j) of the same face (see SAME_FACE_TOLERANCE): i in `first`, j in `second`;
+    second None: pairs i < j inside `first` (duplicates). Sorted by (i, j). Candidates are
+    found by sorting on the mean x (which differs by at most `tolerance` between the same
+    face); image bytes are only compared for candidates with different paths."""
+    groups = [list(first)] if second is None else [list(first), list(second)]
+    entries = sorted((float(np.mean(s.landmarks[:, 0])), g, i) for g, faces in enumerate(groups) for i, s in enumerate(faces))
+    digests: dict[str, str | None] = {}
+    pairs = []
+    for k, (mean_x, g, i) in enumerate(entries):
+        for other_x, h, j in entries[k + 1 :]:
+            if other_x - mean_x > 2 * tolerance:
+                break
+            if second is not None and g == h:
+                continue
+            a, b = groups[g][i], groups[h][j]
+            if _same_points(a.landmarks, b.landmarks, tolerance) and _same_image(a.image_path, b.image_path, digests):
+                pairs.append((i, j) if g < h or (g == h and i < j) else (j, i))
+    return sorted(pairs)
+
+
+def _same_points(a: np.ndarray, b: np.ndarray, tolerance: float) -> bool:
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= tolerance))
+
+
+def _same_image(a: str, b: str, digests: dict) -> bool:
+    if a == b or os.path.realpath(a) == os.path.realpath(b):
+        return True
+    for path in (a, b):
+        if path not in digests:
+            try:
+                digests[path] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            except OSError:
+                digests[path] = None
+    return digests[a] is not None and digests[a] == digests[b]

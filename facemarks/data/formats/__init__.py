@@ -10,10 +10,22 @@ A dataset is named by a spec "FORMAT:PATH[?key=value&...]":
     csv:FILE          CSV table, 0-based                         (table.py)
     jsonl:FILE        JSON lines, 0-based                        (table.py)
                       csv/jsonl option scheme=NAME: scheme of faces without a scheme field
+                      csv/jsonl option root=DIR: the dataset root of the images (below)
     synthetic[:DIR]   rendered once to DIR (default $FACEMARKS_CACHE/synthetic-v1-s0-n3000, else
                       ~/.cache/facemarks/...) as JSON lines, then read as jsonl (synthetic.py)
 A spec without "FORMAT:" is recognised from the path when exactly one format claims it
 (.csv, .jsonl, .mat, a folder with WFLW_annotations, a folder with .pts files, ...).
+
+Rules every reader applies to every face (bad input stops with a DataError naming the
+annotation file and line, or with on_error="skip" leaves the face out, listed in
+SampleList.skipped):
+* Containment: an image's real path (symlinks resolved) must lie inside the dataset
+  root: the dataset folder for 300W and WFLW, the folder of the annotation file for CSV
+  and JSON lines (or the spec's root=DIR), the reader's own image folder for COFW.
+  Relative and absolute paths alike; the image must exist (`sample.image_inside`).
+* Points may lie outside the image (as in WFLW), but no point may lie more than half the
+  image's side (along that axis) outside it (`sample.check_inside_image`; the image size
+  comes from its header).
 
 Each format is a `DatasetFormat` (base.py) registered in `facemarks.registry.FORMATS`;
 this module only parses specs and dispatches. A new format is one module with a
@@ -123,8 +135,9 @@ def load(spec: str | DatasetSpec, split: str | None = None, on_error: str = "rai
     `splits`); None means every face. on_error: "raise" stops at the first bad face
     with a DataError naming the file (and line); "skip" leaves bad faces out and lists
     the problems in the result's `.skipped`. allow_partial: accept a standard split whose
-    parts are partly missing (300W "full" without ibug). Images are only checked for
-    existence here; they are decoded later (read_image). An empty result is a DataError.
+    parts are partly missing (300W "full" without ibug). Images are checked here by the
+    rules of the module doc (their size read from the header); they are decoded later
+    (read_image). An empty result is a DataError.
     """
     check_on_error(on_error)
     parsed = _parsed(spec)

@@ -39,7 +39,8 @@ import numpy as np
 
 from facemarks import fileio
 from facemarks.data.formats.base import DatasetFormat
-from facemarks.data.sample import Sample, SampleList, add_face, check_landmarks, check_on_error, require_nonempty
+from facemarks.data.sample import (Sample, SampleList, add_face, check_inside_image, check_landmarks, check_on_error, image_inside,
+                                   missing_message, require_nonempty)
 from facemarks.errors import DataError
 from facemarks.registry import FORMATS
 
@@ -140,7 +141,7 @@ class _MatV73:
 def open_mat(path: Path):
     path = Path(path)
     if not path.is_file():
-        raise DataError(path, "COFW .mat file not found")
+        raise DataError(path, missing_message(path, "COFW .mat file"))
     return _MatV73(path) if is_hdf5(path) else _MatV5(path)
 
 
@@ -268,7 +269,10 @@ def _face(phis_row: np.ndarray, box_row, image: Path, mat_path: Path, index: int
         if not (np.isfinite([x, y, w, h]).all() and w > 0 and h > 0):
             raise DataError(where, f"bad face box x, y, w, h = {x}, {y}, {w}, {h}")
         box = np.array([x - 1.0, y - 1.0, x - 1.0 + w, y - 1.0 + h])
-    return Sample(image_path=str(image), landmarks=landmarks, box=box, scheme="cofw", attributes=attributes, subset=split)
+    image = image_inside(image.parent, image.name, where)  # the reader's own image folder
+    check_inside_image(landmarks, image, where)
+    return Sample(image_path=str(image), landmarks=landmarks, box=box, scheme="cofw", attributes=attributes, subset=split,
+                  origin=where)
 
 
 def _annotations(mat, mat_path: Path, split: str) -> tuple[np.ndarray, np.ndarray | None]:

@@ -3,8 +3,10 @@
 Coordinates in both formats are **0-based pixel-centre** (the centre of the top-left
 pixel is (0, 0)), exactly as inside facemarks: no conversion is applied.
 
-Image paths: absolute, or relative to the folder of the CSV/JSONL file; a relative path
-must stay inside that folder (no `..` escapes).
+Image paths: relative to the folder of the CSV/JSONL file, or absolute. Either way the
+image must lie inside the dataset root, which is that folder unless the spec option
+`?root=DIR` names another (e.g. `csv:faces.csv?root=/data/photos` for a table whose
+absolute paths point there); see the containment rule in facemarks/data/formats/__init__.py.
 
 CSV: a header row, then one face per row.
     image,x0,y0,x1,y1,...,x{N-1},y{N-1}[,box_x0,box_y0,box_x1,box_y1][,split][,scheme][,subset]
@@ -28,7 +30,9 @@ including faces without a split. Without a config, training uses the splits name
 train, val and test. A path ending in .csv, .jsonl or .ndjson is recognised without
 the "csv:"/"jsonl:" prefix.
 
-Writers (`write_csv`, `write_jsonl`) write atomically and are the readers' inverse.
+Writers (`write_csv`, `write_jsonl`) write atomically and are the readers' inverse
+(images outside the file's folder are written as absolute paths: read such a file with
+`?root=DIR`).
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ import numpy as np
 
 from facemarks import fileio, schemes
 from facemarks.data.formats.base import DatasetFormat
-from facemarks.data.sample import Sample, SampleList, add_face, check_landmarks, check_on_error, landmark_box, require_image, require_nonempty, resolve_inside
+from facemarks.data.sample import (Sample, SampleList, add_face, check_inside_image, check_landmarks, check_on_error, image_inside,
+                                   landmark_box, missing_message, require_nonempty)
 from facemarks.errors import DataError
 from facemarks.registry import FORMATS
 
@@ -56,15 +61,16 @@ _COORD = re.compile(r"^([xy])(\d+)$")
 # Shared pieces
 
 
-def _image_path(folder: Path, value, path, line: int) -> str:
+def _image_path(folder: Path, value, landmarks: np.ndarray, path, line: int, options: dict) -> str:
+    """The image of a row: relative to the file's folder or absolute, inside the dataset
+    root (the file's folder, or the spec option root=DIR), points not far outside it."""
     if not isinstance(value, str) or not value.strip():
         raise DataError(path, "missing image path", line)
-    value = value.strip()
-    if Path(value).is_absolute():
-        image = Path(value)
-    else:
-        image = resolve_inside(folder, value, path, line)
-    return str(require_image(image, path, line))
+    root = Path(options["root"]).expanduser() if options.get("root") else folder
+    hint = "" if options.get("root") else "; for images elsewhere give the spec option ?root=DIR"
+    image = image_inside(root, value.strip(), path, line, base=folder, hint=hint)
+    check_inside_image(landmarks, image, path, line)
+    return str(image)
 
 
 def _scheme_name(row_scheme, option_scheme, num_points: int, path, line: int) -> str:
@@ -119,11 +125,29 @@ def _split_counts(samples_splits: list[str | None]) -> dict[str, int]:
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise DataError(path, "annotation file not found") from None
-    except UnicodeDecodeError:
-        raise DataError(path, "not a UTF-8 text file") from None
+        raise DataError(path, missing_message(path, "annotation file")) from None
+    except IsADirectoryError:
+        raise DataError(path, "is a folder, not an annotation file") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(path, f"not a UTF-8 text file (byte 0x{data[exc.start]:02x}); save it as UTF-8", line) from None
+
+
+def _csv_rows(path: Path):
+    """(line number, cells) of every row; a malformed CSV is a DataError naming the line."""
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise DataError(path, f"malformed CSV: {exc}", reader.line_num) from None
+        yield reader.line_num, cells
 
 
 def _relative(image_path: str, folder: Path) -> str:
@@ -185,7 +209,8 @@ def _csv_face(row: dict, n: int, has_box: bool, folder: Path, path, line: int, o
     if (row.get("split") or "").strip():
         attributes["split"] = row["split"].strip()
     return Sample(
-        image_path=_image_path(folder, row.get("image"), path, line),
+        image_path=_image_path(folder, row.get("image"), landmarks, path, line, options),
+        origin=f"{path}:{line}",
         landmarks=landmarks,
         box=box,
         scheme=_scheme_name(row.get("scheme"), options.get("scheme"), n, path, line),
@@ -195,13 +220,12 @@ def _csv_face(row: dict, n: int, has_box: bool, folder: Path, path, line: int, o
 
 
 def _read_csv_all(path: Path, on_error: str, options: dict) -> SampleList:
-    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
-    header = next(reader, None)
+    rows = _csv_rows(path)
+    header = next(rows, (1, None))[1]
     n, has_box = _csv_layout(header or [], path)
     names = [h.strip() for h in header]
     out = SampleList()
-    for cells in reader:
-        line = reader.line_num
+    for line, cells in rows:
         if not any(c.strip() for c in cells):
             continue
 
@@ -219,7 +243,7 @@ class CSVFormat(DatasetFormat):
     """A CSV table, 0-based (see the module doc)."""
 
     name = "csv"
-    options = frozenset({"scheme"})
+    options = frozenset({"scheme", "root"})
 
     def guess(self, path: Path) -> bool:
         return path.suffix.lower() == ".csv"
@@ -231,7 +255,7 @@ class CSVFormat(DatasetFormat):
 
     def splits(self, path, options=None) -> dict[str, int]:
         path = Path(path)
-        rows = list(csv.reader(io.StringIO(_read_text(path), newline="")))
+        rows = [cells for _, cells in _csv_rows(path)]
         header = [h.strip() for h in (rows[0] if rows else [])]
         _csv_layout(header, path)
         column = header.index("split") if "split" in header else None
@@ -326,7 +350,8 @@ def _jsonl_face(text: str, folder: Path, path, line: int, options: dict) -> Samp
         attributes["split"] = split
     subset = record.get("subset") or split or ""
     return Sample(
-        image_path=_image_path(folder, record["image"], path, line),
+        image_path=_image_path(folder, record["image"], landmarks, path, line, options),
+        origin=f"{path}:{line}",
         landmarks=landmarks,
         box=_box(record.get("box"), landmarks, path, line),
         scheme=_scheme_name(record.get("scheme"), options.get("scheme"), len(landmarks), path, line),
@@ -346,7 +371,7 @@ class JSONLinesFormat(DatasetFormat):
     """JSON lines, 0-based (see the module doc)."""
 
     name = "jsonl"
-    options = frozenset({"scheme"})
+    options = frozenset({"scheme", "root"})
 
     def guess(self, path: Path) -> bool:
         return path.suffix.lower() in (".jsonl", ".ndjson")

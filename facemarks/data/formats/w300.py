@@ -30,7 +30,8 @@ import numpy as np
 
 from facemarks import fileio
 from facemarks.data.formats.base import DatasetFormat
-from facemarks.data.sample import Sample, SampleList, add_face, check_landmarks, check_on_error, landmark_box, require_nonempty
+from facemarks.data.sample import (Sample, SampleList, add_face, check_inside_image, check_landmarks, check_on_error, image_inside,
+                                   landmark_box, missing_message, require_nonempty)
 from facemarks.errors import DataError
 from facemarks.registry import FORMATS
 
@@ -62,7 +63,7 @@ def read_pts(path, num_points: int | None = NUM_POINTS) -> np.ndarray:
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
-        raise DataError(path, "annotation file not found") from None
+        raise DataError(path, missing_message(path, "annotation file")) from None
     except UnicodeDecodeError:
         raise DataError(path, "not a text file") from None
     lines = [line.strip() for line in text.splitlines()]
@@ -124,19 +125,23 @@ def find_image(pts_path: Path) -> Path | None:
     return None
 
 
-def read_face(pts_path: Path, subset: str) -> Sample:
-    """One face: its `.pts` (1-based -> 0-based) and the image beside it."""
+def read_face(pts_path: Path, subset: str, root: Path | None = None) -> Sample:
+    """One face: its `.pts` (1-based -> 0-based) and the image beside it, which must lie
+    inside the dataset folder `root` (default: the folder of the .pts), symlinks resolved."""
     raw = read_pts(pts_path, NUM_POINTS)
     landmarks = check_landmarks(raw - 1.0, NUM_POINTS, pts_path)
     image = find_image(pts_path)
     if image is None:
         raise DataError(pts_path, f"no image next to it (looked for {', '.join(IMAGE_SUFFIXES[:3])})")
+    image = image_inside(pts_path.parent if root is None else root, image, pts_path)
+    check_inside_image(landmarks, image, pts_path)
     return Sample(
-        image_path=str(image.resolve()),
+        image_path=str(image),
         landmarks=landmarks,
         box=landmark_box(landmarks),
         scheme="300w",
         subset=subset,
+        origin=str(pts_path),
     )
 
 
@@ -211,7 +216,7 @@ class W300Format(DatasetFormat):
             for pts_path in _pts_files(root / folder):
                 # subset = the folder holding the face, relative to the root ("helen/testset").
                 subset = pts_path.parent.relative_to(root).as_posix()
-                add_face(out, on_error, lambda p=pts_path, s=("all" if subset == "." else subset): read_face(p, s))
+                add_face(out, on_error, lambda p=pts_path, s=("all" if subset == "." else subset): read_face(p, s, root))
         return require_nonempty(out, root, f"300W split {split or 'all'!r}")
 
     def splits(self, root, options=None) -> dict[str, int]:

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from facemarks.data.formats.base import DatasetFormat
-from facemarks.data.sample import Sample, SampleList, add_face, check_landmarks, check_on_error, landmark_box, require_image, require_nonempty, resolve_inside
+from facemarks.data.sample import (Sample, SampleList, add_face, check_inside_image, check_landmarks, check_on_error, image_inside,
+                                   landmark_box, missing_message, require_nonempty)
 from facemarks.errors import DataError
 from facemarks.registry import FORMATS
 
@@ -73,9 +74,12 @@ def _is_float(token: str) -> bool:
         return False
 
 
-def _image(root: Path, relative: str, path, line: int) -> str:
-    image = resolve_inside(Path(root) / IMAGES, relative, path, line)
-    return str(require_image(image, path, line))
+def _image(root: Path, relative: str, landmarks: np.ndarray, path, line: int) -> str:
+    """The image (relative to DIR/WFLW_images), inside the dataset folder DIR, with the
+    points not far outside it."""
+    image = image_inside(root, relative, path, line, base=Path(root) / IMAGES)
+    check_inside_image(landmarks, image, path, line)
+    return str(image)
 
 
 def parse_attr_line(text: str, root: Path, path, line: int, subset: str) -> Sample:
@@ -93,12 +97,13 @@ def parse_attr_line(text: str, root: Path, path, line: int, subset: str) -> Samp
     if any(f not in ("0", "1") for f in flags):
         raise DataError(path, f"attribute flags must be 0 or 1, found {' '.join(flags)}", line)
     return Sample(
-        image_path=_image(root, tokens[-1], path, line),
+        image_path=_image(root, tokens[-1], landmarks, path, line),
         landmarks=landmarks,
         box=box,
         scheme="wflw",
         attributes={name: int(f) for name, f in zip(ATTRIBUTES, flags)},
         subset=subset,
+        origin=f"{path}:{line}",
     )
 
 
@@ -111,11 +116,12 @@ def parse_list_line(text: str, root: Path, path, line: int) -> Sample:
     numbers = _floats(tokens[:-1], path, line)
     landmarks = check_landmarks(numbers.reshape(NUM_POINTS, 2), NUM_POINTS, path, line)
     return Sample(
-        image_path=_image(root, tokens[-1], path, line),
+        image_path=_image(root, tokens[-1], landmarks, path, line),
         landmarks=landmarks,
         box=landmark_box(landmarks),
         scheme="wflw",
         subset="test",
+        origin=f"{path}:{line}",
     )
 
 
@@ -124,7 +130,7 @@ def _lines(path: Path):
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise DataError(path, "annotation file not found") from None
+        raise DataError(path, missing_message(path, "annotation file")) from None
     except UnicodeDecodeError:
         raise DataError(path, "not a text file") from None
     for number, line in enumerate(text.splitlines(), start=1):
