@@ -155,7 +155,7 @@ def custom_scheme_file(tmp_path) -> Path:
 def test_a_checkpoint_trained_on_a_custom_scheme_loads_and_predicts(faces, tmp_path):
     scheme_path = custom_scheme_file(tmp_path)
     samples = [dataclasses.replace(s, scheme=str(scheme_path)) for s in formats.load(faces)]
-    csv_path = write_csv(samples, tmp_path / "faces.csv")
+    csv_path = write_csv(samples, Path(samples[0].image_path).parent / "face68.csv")  # beside its images
     config = small_config(f"csv:{csv_path}", tmp_path / "cache")
     config.model = cfg.ModelConfig("dsnet_heatmap", {"width": 16, "boundary": True})
     config.losses = ["awing"]
