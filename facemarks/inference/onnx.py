@@ -43,6 +43,7 @@ PARITY_TOLERANCE = 1e-4  # largest allowed point difference, as a fraction of th
 DEFAULT_OPSET = 20
 ONNX_FORMAT = "facemarks-onnx-v2"
 ONNX_FORMAT_V1 = "facemarks-onnx-v1"  # scheme by name, crop as crop_margin: read only
+MAX_INPUT_SIZE = 4096  # largest input side a model's metadata may declare
 
 
 class ExportError(FacemarksError):
@@ -248,8 +249,10 @@ class OnnxRunner:
             self.session = ort.InferenceSession(model, sess_options=session_options(threads),
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise CheckpointError(self.source, f"not a loadable ONNX model ({type(exc).__name__}: {exc})") from exc
+            raise CheckpointError(self.source, f"not a loadable ONNX model ({type(exc).__name__}: "
+                                               f"{' '.join(str(exc).split())[:300]})") from exc
         self.input_name = self.session.get_inputs()[0].name
+        self.points_shape: tuple[int, int] | None = None  # (N, 2), once check_signature has passed
 
     @property
     def fixed_batch(self) -> int | None:
@@ -262,32 +265,102 @@ class OnnxRunner:
         """The facemarks metadata, parsed (see `read_metadata`)."""
         return read_metadata(self.session.get_modelmeta().custom_metadata_map, self.source)
 
+    def check_signature(self, num_points: int, input_size: int) -> None:
+        """CheckpointError naming the file unless the model maps float32 images (B, 3, S, S)
+        (S = input_size) to points (B, N, 2) (N = num_points): checked on the declared shapes,
+        then on one run of a blank batch (dimensions may be symbolic); later calls check the
+        shape of every result."""
+        want_in, want_out = ("B", 3, input_size, input_size), ("B", num_points, 2)
+        declared_in, declared_out = self.session.get_inputs()[0].shape, self.session.get_outputs()[0].shape
+        for what, declared, want in (("input", declared_in, want_in), ("output", declared_out, want_out)):
+            if len(declared) != len(want) or any(isinstance(d, int) and d != w for d, w in zip(declared[1:], want[1:])):
+                raise CheckpointError(self.source, f"the model's {what} has shape {_shape(declared)}, not "
+                                                   f"{_shape(want)} as its facemarks metadata say")
+        batch = self.fixed_batch or 1
+        try:
+            points = self(np.zeros((batch, 3, input_size, input_size), np.float32))
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise CheckpointError(self.source, f"the model does not run on a {_shape((batch, 3, input_size, input_size))} "
+                                               f"batch ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+        self.points_shape = (num_points, 2)
+        self._check_points(points, batch)
+
+    def _check_points(self, points: np.ndarray, batch: int) -> None:
+        if points.shape != (batch, *self.points_shape) or not np.issubdtype(points.dtype, np.floating):
+            raise CheckpointError(self.source, f"the model returned {points.dtype} points of shape {_shape(points.shape)}, "
+                                               f"not float (B, N, 2) = {_shape((batch, *self.points_shape))} as its "
+                                               "facemarks metadata say")
+
     def __call__(self, images: np.ndarray) -> np.ndarray:
         images = np.ascontiguousarray(images, dtype=np.float32)
-        return self.session.run(None, {self.input_name: images})[0]
+        points = self.session.run(None, {self.input_name: images})[0]
+        if self.points_shape is not None:
+            self._check_points(points, len(images))
+        return points
+
+
+def _shape(dims) -> str:
+    return "(" + ", ".join(str(d) for d in dims) + ")"
 
 
 def read_metadata(raw: dict, source) -> dict:
     """The facemarks metadata of an ONNX model (its string map) as
     {"format", "scheme": Scheme, "crop": CropPolicy, "input_size": int, "num_points",
     "model_name", "checkpoint_sha256"} (the last three may be absent). Reads both formats;
-    CheckpointError naming `source` for anything else."""
+    CheckpointError naming `source` and the key for anything else (a missing key, a value
+    that does not parse or has the wrong type, a point count other than the scheme's)."""
     fmt = raw.get("format")
     if fmt not in (ONNX_FORMAT, ONNX_FORMAT_V1):
         raise CheckpointError(source, f"not a facemarks ONNX model (metadata format is not {ONNX_FORMAT!r}); "
                                       "export it with `facemarks export`")
-    try:
-        if fmt == ONNX_FORMAT:
-            scheme = schemes.from_dict(json.loads(raw["scheme"]), source)
-            crop = crop_policy(json.loads(raw["crop"]))
-        else:
-            scheme, crop = schemes.get(raw["scheme"]), BoxCrop(float(raw["crop_margin"]))
-        meta = {"format": fmt, "scheme": scheme, "crop": crop, "input_size": int(raw["input_size"])}
-        meta.update({key: int(raw[key]) if key == "num_points" else raw[key]
-                     for key in ("num_points", "model_name", "checkpoint_sha256") if key in raw})
-    except (KeyError, ValueError, TypeError, FacemarksError) as exc:
-        raise CheckpointError(source, f"malformed facemarks ONNX metadata ({type(exc).__name__}: {exc})") from None
+    if fmt == ONNX_FORMAT:
+        scheme = _meta_value(raw, "scheme", source, lambda v: schemes.from_dict(_json_object(v), "scheme"))
+        crop = _meta_value(raw, "crop", source, lambda v: crop_policy(_json_object(v)))
+    else:
+        scheme = _meta_value(raw, "scheme", source, _builtin_scheme)
+        crop = _meta_value(raw, "crop_margin", source, lambda v: BoxCrop(float(v)))
+    meta = {"format": fmt, "scheme": scheme, "crop": crop,
+            "input_size": _meta_value(raw, "input_size", source, _input_size)}
+    if "num_points" in raw:
+        meta["num_points"] = _meta_value(raw, "num_points", source, int)
+        if meta["num_points"] != scheme.num_points:
+            raise CheckpointError(source, f"facemarks ONNX metadata disagree: num_points is {meta['num_points']}, "
+                                          f"the scheme {scheme.name!r} has {scheme.num_points} points")
+    meta.update({key: raw[key] for key in ("model_name", "checkpoint_sha256") if key in raw})
     return meta
+
+
+def _meta_value(raw: dict, key: str, source, parse):
+    """parse(raw[key]), or CheckpointError naming the file and the key."""
+    if key not in raw:
+        raise CheckpointError(source, f"facemarks ONNX metadata lack the key {key!r}; re-export the model")
+    try:
+        return parse(raw[key])
+    except (KeyError, ValueError, TypeError, AttributeError, FacemarksError) as exc:
+        shown = raw[key] if len(raw[key]) <= 60 else raw[key][:57] + "..."
+        reason = " ".join(str(exc).split())  # one line
+        raise CheckpointError(source, f"malformed facemarks ONNX metadata {key!r} = {shown!r} "
+                                      f"({type(exc).__name__}: {reason})") from None
+
+
+def _json_object(text: str) -> dict:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise TypeError(f"must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _builtin_scheme(name: str) -> schemes.Scheme:
+    if name not in schemes.BUILTIN:  # never a path: metadata must not make us read other files
+        raise ValueError(f"not a built-in scheme ({', '.join(schemes.BUILTIN)})")
+    return schemes.BUILTIN[name]
+
+
+def _input_size(text: str) -> int:
+    size = int(text)
+    if not 1 <= size <= MAX_INPUT_SIZE:
+        raise ValueError(f"must be 1 to {MAX_INPUT_SIZE} pixels")
+    return size
 
 
 def file_sha256(path) -> str:

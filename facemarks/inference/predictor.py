@@ -149,7 +149,7 @@ class LandmarkPredictor:
             if points is not None:
                 raise ValueError(f"{self.source}: this model crops from face boxes ({self.crop!r}); "
                                  "pass boxes= (or none, to detect faces), not points=")
-            boxes = self.detect(image, detector) if boxes is None else np.asarray(boxes, np.float64).reshape(-1, 4)
+            boxes = self.detect(image, detector) if boxes is None else checked_boxes(boxes)
             matrices = np.stack([self.crop.matrix(self.input_size, box=box) for box in boxes]) if len(boxes) else None
         if len(boxes) == 0:
             return []
@@ -198,6 +198,16 @@ class LandmarkPredictor:
         return np.concatenate(chunks) if chunks else np.zeros((0, self.num_points, 2), np.float32)
 
 
+def checked_boxes(boxes) -> np.ndarray:
+    """Given face boxes as (K, 4) float64; ValueError unless each is finite with x_max > x_min
+    and y_max > y_min (such a box would give non-finite or meaningless points)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    bad = ~np.isfinite(boxes).all(axis=1) | np.any(boxes[:, 2:] <= boxes[:, :2], axis=1)
+    if bad.any():
+        raise ValueError(f"boxes must be finite with x_max > x_min and y_max > y_min, got {boxes[bad][0].tolist()}")
+    return boxes
+
+
 def load(path=None, backend: str = "torch", device: str = "cpu", threads: int | None = None,
          first_stage=None, batch_size: int = BATCH_SIZE):
     """Load a landmark model for prediction.
@@ -225,6 +235,7 @@ def load(path=None, backend: str = "torch", device: str = "cpu", threads: int | 
         onnx_path = path if path.suffix.lower() == ".onnx" else onnx.onnx_for_checkpoint(path)
         runner = onnx.OnnxRunner(onnx_path, threads=threads)
         meta = runner.metadata
+        runner.check_signature(meta["scheme"].num_points, meta["input_size"])
         return LandmarkPredictor(runner, meta["scheme"], meta["input_size"], meta["crop"], "onnx", onnx_path,
                                  batch_size)
     if backend != "torch":
