@@ -4,7 +4,6 @@ and a short heatmap training run."""
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch

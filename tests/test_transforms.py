@@ -3,7 +3,6 @@ operations and brute-force reimplementations written here."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import cv2
