@@ -353,3 +353,30 @@ def test_bad_configs_stop_in_one_line_naming_the_key(tmp_path, capsys, yaml_text
     err = one_line_error([command, "--config", str(tmp_path / "c.yaml"), *argv, "--out", str(tmp_path / "out")], capsys)
     assert named in err, err
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+class Payload:
+    """Unpickling this runs code: a checkpoint must never be unpickled that way."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "pwned"))
+
+
+def test_a_malicious_checkpoint_is_refused_everywhere_without_running_it(tmp_path, capsys):
+    import facemarks
+
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "facemarks-checkpoint-v2", "model": Payload(marker)}, evil)
+    with pytest.raises(CheckpointError, match="evil.pt: not a loadable checkpoint"):
+        Checkpoint.load(evil)
+    with pytest.raises(CheckpointError, match="evil.pt"):
+        facemarks.load(evil)
+    for argv in (["evaluate", "--checkpoint", str(evil), "--data", "synthetic"],
+                 ["export", "--checkpoint", str(evil), "--out", str(tmp_path / "x")],
+                 ["predict", str(evil), "--checkpoint", str(evil), "--out", str(tmp_path / "p")]):
+        assert "evil.pt" in one_line_error(argv, capsys)
+    assert not marker.exists()
