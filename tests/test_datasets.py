@@ -884,9 +884,13 @@ def test_load_splits_refuses_a_face_in_two_splits(tmp_path):
     path.write_text("\n".join(rows) + "\n")
     with pytest.raises(DataError, match=r"also in split 'val', e\.g\. .*faces\.csv:4 and .*faces\.csv:7"):
         load_splits(config)
+    # val / test (val a split of its own): the byte-identical copy of c.png (rows 6 and 7)
+    del rows[-1]
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"split 'val' are also in split 'test', e\.g\. .*faces\.csv:5 and .*faces\.csv:6"):
+        load_splits(config)
     # held-out validation, no overlap: accepted
     config.val_split = None
-    del rows[-1]
     path.write_text("\n".join(rows) + "\n")
     splits = load_splits(config)
     assert [len(splits[k]) for k in ("train", "val", "test")] == [2, 1, 1]

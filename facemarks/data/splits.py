@@ -1,7 +1,8 @@
 """The train, validation and test splits a config names.
 
-`load_splits` refuses a face present in both the training split and the test split, or
-in both the training and validation splits when validation is a split of its own (a
+`load_splits` refuses a face present in two of the training, validation and test splits
+(validation counts when it is a split of its own; a held-out fraction comes from the
+training faces) (a
 face: the same image file and the same points, see `sample.matching_faces`); both
 `facemarks train` and `facemarks compare` read their data through it."""
 
@@ -27,6 +28,7 @@ def load_splits(data) -> dict:
     check_disjoint(data.spec, (data.train_split, train), (data.test_split, test))
     if data.val_split:
         check_disjoint(data.spec, (data.train_split, train), (data.val_split, val))
+        check_disjoint(data.spec, (data.val_split, val), (data.test_split, test))  # model selection on test faces
     else:
         order = np.random.default_rng(VALIDATION_HOLDOUT_SEED).permutation(len(train))
         num_val = max(1, int(round(len(train) * data.val_fraction)))
