@@ -62,14 +62,18 @@ def _unlink(path) -> None:
 
 
 def check_writable(folder) -> Path:
-    """Make sure `folder` exists (creating it) and a file can be created in it, before any
-    work whose results would otherwise be lost; OutputError naming the folder if not."""
+    """Make sure files can be created in `folder` (or, while it does not exist yet, in the
+    nearest folder above it, where it would be created) before any work whose results would
+    otherwise be lost; OutputError naming the folder if not. Creates nothing that stays."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{folder}: exists and is not a folder; choose another output folder")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "exists and is not a folder" if existing == folder else f"cannot be created: {existing} is a file"
+        raise OutputError(f"{folder}: {what}; choose another output folder")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:

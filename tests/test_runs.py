@@ -380,3 +380,13 @@ def test_a_malicious_checkpoint_is_refused_everywhere_without_running_it(tmp_pat
                  ["predict", str(evil), "--checkpoint", str(evil), "--out", str(tmp_path / "p")]):
         assert "evil.pt" in one_line_error(argv, capsys)
     assert not marker.exists()
+
+
+def test_a_refused_command_leaves_no_output_folder_behind(tmp_path, capsys):
+    from facemarks.fileio import check_writable
+
+    check_writable(tmp_path / "a" / "b")
+    assert not (tmp_path / "a").exists()
+    err = one_line_error(["evaluate", "--checkpoint", str(tmp_path / "nosuch.pt"), "--data", "synthetic",
+                          "--out", str(tmp_path / "new")], capsys)
+    assert "nosuch.pt" in err and not (tmp_path / "new").exists()
