@@ -470,7 +470,7 @@ def test_image_size_is_read_as_the_image_will_be_decoded(tmp_path):
     """The boxes check reads image sizes from headers: with EXIF rotations applied, as OpenCV does."""
     from PIL import Image
 
-    from facemarks.cli.predict import media_size
+    from facemarks.inference.files import media_size
 
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees

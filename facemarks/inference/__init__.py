@@ -6,6 +6,7 @@
     preprocess.py  crops_to_input, cut_crops, as_rgb_image (shared by every backend)
     detect.py      face detectors registered in DETECTORS ("haar", "whole"), BoxesFile
     bench.py       faces/s, size and multiply-adds of models
+    files.py       images, folders and videos -> the predictions JSON document and overlays
 
 Dependencies point one way: predictor -> cascade, preprocess, detect (by registry) and,
 lazily, onnx; onnx -> preprocess and engine.checkpoint; bench -> onnx, predictor.
