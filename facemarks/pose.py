@@ -16,22 +16,27 @@ roll in the image plane:
                                                           seen in the y-down image)
 
 Camera model: a pinhole camera looking along -z of the head frame, with square pixels,
-focal length f pixels and the principal point at the centre of the landmark box (like
-the renderer, which keeps the head on the optical axis and then places the picture in the
-image; the pose is therefore relative to the line of sight and does not change when the
-face moves in the image or the image is cropped). f = max(W, H) of the image when
-`image_size` is given, else 2 x the longer side of the landmark box (the face filling half
-the frame, as in the shared 300W/WFLW crops and the synthetic faces). The yaw and pitch
-depend little on f: the face is near the axis.
+focal length f pixels and the principal point at the midpoint of the inner eye corners
+(the head frame's origin: like the renderer, which keeps the head on the optical axis and
+then places the picture in the image, so the pose is relative to the line of sight and
+does not change when the face moves in the image or the image is cropped). f = max(W, H)
+of the image when `image_size` is given (a 53-degree field of view across the longer
+side), else 4 x the longer side of the landmark box (a face about 0.6 m from such a
+camera). On the synthetic faces f changes the mean absolute errors by about a degree
+(benchmarks/pose_accuracy.py).
 
-Method: a scaled-orthographic least-squares fit of the 3-D mean face (the renderer's
-neutral template head) to the points gives a first pose, one cv2.solvePnP
-(SOLVEPNP_ITERATIVE, Levenberg-Marquardt) started from it refines it under perspective.
-When PnP fails or gives an implausible answer (non-finite, behind the camera, or a
-reprojection error above a tenth of the face size), the first pose is returned. Only the
-inner points (brows, eyes, nose, mouth) and the jaw points of the near side enter the
-fit: far-side jaw points slide along the contour with the pose (landmark marching, as in
-300W annotations and the renderer), so they do not sit on fixed 3-D points of the face.
+Method: a scaled-orthographic least-squares fit (a linear 2 x 3 map, made a rotation) of
+the 3-D mean face (the renderer's neutral template head) to the points gives a first
+pose; one cv2.solvePnP (SOLVEPNP_ITERATIVE, Levenberg-Marquardt) started from it refines
+it under perspective. The orthographic fit is also the fallback for near-profile faces:
+it cannot fail on non-degenerate points and has no local minima, so when PnP fails or
+gives an implausible answer (non-finite, behind the camera, a reprojection error above a
+tenth of the face size, or an angle more than 25 degrees from the orthographic pose),
+the orthographic pose is returned. Which points enter the fits: the inner points (brows,
+eyes, nose, mouth) always; the jaw points of both sides when the face is within 10
+degrees of frontal (from a first fit on the inner points), else those of the near side
+only. A far-side jaw point slides along the contour with the pose (landmark marching, as
+in 300W annotations and the renderer), so it sits on no fixed 3-D point of the face.
 
 98-point (WFLW) input is reduced to 68 points by `schemes.to_68` first.
 """
@@ -53,7 +58,9 @@ MEAN_FACE = HeadModel().template_points()
 _INNER = np.arange(17, 68)  # brows, nose, eyes, mouth: fixed points of the face
 _NEAR_JAW = (np.arange(0, 8), np.arange(9, 17))  # image-left, image-right jaw (no chin)
 _FLIP_Z = np.diag([1.0, 1.0, -1.0])  # head frame (z to the camera) <-> OpenCV (z away)
+_BOTH_JAWS_YAW = 10.0  # degrees: within it both jaw contours are near the rim
 _MAX_REPROJECTION = 0.1  # of the landmark-box diagonal: beyond it PnP's answer is implausible
+_MAX_PNP_CHANGE = 25.0  # degrees from the orthographic pose: beyond it PnP found another minimum
 
 
 @dataclass(frozen=True)
@@ -101,8 +108,10 @@ def head_pose(points, scheme, image_size=None, *, where="landmarks") -> HeadPose
     a wrong point count, non-finite or degenerate points, or another scheme.
     """
     pts = _points_68(points, scheme, where)
-    coarse = _orthographic_pose(pts, _fit_indices(pts), where)
-    refined = _perspective_pose(pts, coarse, _focal_length(pts, image_size, where))
+    focal = _focal_length(pts, image_size, where)
+    indices = _fit_indices(_orthographic_pose(pts, _INNER, where))
+    coarse = _orthographic_pose(pts, indices, where)
+    refined = _perspective_pose(pts, indices, coarse, focal)
     return refined if refined is not None else coarse
 
 
@@ -125,11 +134,6 @@ def axis_endpoints(pose: HeadPose, origin, length: float) -> np.ndarray:
     return np.asarray(origin, dtype=np.float64)[None, :] + length * rotation[:2].T
 
 
-def nose_tip(points, scheme) -> np.ndarray:
-    """(2,) the nose tip (68-point index 30) of a face's landmarks."""
-    return schemes.to_68(points, scheme)[30]
-
-
 def _points_68(points, scheme, where) -> np.ndarray:
     scheme = schemes.get(scheme)
     pts = np.asarray(points, dtype=np.float64)
@@ -143,13 +147,12 @@ def _points_68(points, scheme, where) -> np.ndarray:
     return schemes.to_68(pts, scheme)
 
 
-def _fit_indices(pts) -> np.ndarray:
-    """The inner points and the near-side jaw points (the side the nose tip turns away
-    from is the far side: a face turned image-right shows its image-left cheek)."""
-    eye_mid = 0.5 * (pts[39] + pts[42])
-    across = pts[45] - pts[36]
-    turn = float(np.dot(pts[30] - eye_mid, across))
-    near = _NEAR_JAW[0] if turn > 0 else _NEAR_JAW[1]
+def _fit_indices(first: HeadPose) -> np.ndarray:
+    """The inner points, and the jaw points of both sides near frontal, else of the near
+    side (a face turned image-right, yaw > 0, shows its image-left cheek)."""
+    if abs(first.yaw) < _BOTH_JAWS_YAW:
+        return np.arange(68)
+    near = _NEAR_JAW[0] if first.yaw > 0 else _NEAR_JAW[1]
     return np.concatenate([near, _INNER])
 
 
@@ -169,31 +172,30 @@ def _orthographic_pose(pts, indices, where) -> HeadPose:
 
 def _focal_length(pts, image_size, where) -> float:
     if image_size is None:
-        return 2.0 * float(np.max(pts.max(axis=0) - pts.min(axis=0)))
+        return 4.0 * float(np.max(np.ptp(pts, axis=0)))
     size = np.asarray(image_size, dtype=np.float64).reshape(-1)
     if size.shape != (2,) or not np.all(np.isfinite(size)) or np.any(size <= 0):
         raise DataError(where, f"head pose: image_size must be (width, height) > 0, got {image_size!r}")
     return float(size.max())
 
 
-def _perspective_pose(pts, guess: HeadPose, focal: float) -> HeadPose | None:
+def _perspective_pose(pts, indices, guess: HeadPose, focal: float) -> HeadPose | None:
     """One cv2.solvePnP from `guess` under a pinhole camera with the principal point at
-    the landmark-box centre; None when it fails or is implausible."""
-    indices = _fit_indices(pts)
-    centre = 0.5 * (pts.min(axis=0) + pts.max(axis=0))
+    the midpoint of the inner eye corners; None when it fails or is implausible."""
+    centre = 0.5 * (pts[39] + pts[42])
     camera = np.array([[focal, 0.0, centre[0]], [0.0, focal, centre[1]], [0.0, 0.0, 1.0]])
     model = MEAN_FACE[indices] @ _FLIP_Z  # OpenCV's object frame: z away from the camera
     image = pts[indices]
     rotation = _FLIP_Z @ rotation_matrix(guess) @ _FLIP_Z
-    # Distance from the size: the mean face's extent over the points' extent, times f.
-    extent = np.linalg.norm(np.ptp(MEAN_FACE[indices, :2], axis=0)) / np.linalg.norm(np.ptp(image, axis=0))
-    depth = focal * extent
+    # The distance from the sizes (the mean face's extent over the points', times f), the
+    # shift so that the model's centre projects onto the points' centre.
+    depth = focal * np.linalg.norm(np.ptp(model[:, :2], axis=0)) / np.linalg.norm(np.ptp(image, axis=0))
     rotated = rotation @ model.mean(axis=0)
     offset = (image.mean(axis=0) - centre) * depth / focal
-    tvec = np.array([offset[0] - rotated[0], offset[1] - rotated[1], depth - rotated[2]])
+    tvec = np.array([[offset[0] - rotated[0]], [offset[1] - rotated[1]], [depth - rotated[2]]])
     rvec, _ = cv2.Rodrigues(rotation)
     try:
-        ok, rvec, tvec = cv2.solvePnP(model, image, camera, None, rvec, tvec.reshape(3, 1),
+        ok, rvec, tvec = cv2.solvePnP(model, image, camera, None, rvec, tvec,
                                       useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
     except cv2.error:
         return None
@@ -203,4 +205,11 @@ def _perspective_pose(pts, guess: HeadPose, focal: float) -> HeadPose | None:
     error = np.sqrt(np.mean(np.sum((projected.reshape(-1, 2) - image) ** 2, axis=1)))
     if not error <= _MAX_REPROJECTION * np.linalg.norm(np.ptp(image, axis=0)):
         return None
-    return pose_from_rotation(_FLIP_Z @ cv2.Rodrigues(rvec)[0] @ _FLIP_Z)
+    pose = pose_from_rotation(_FLIP_Z @ cv2.Rodrigues(rvec)[0] @ _FLIP_Z)
+    change = max(abs(_wrap(pose.yaw - guess.yaw)), abs(pose.pitch - guess.pitch), abs(_wrap(pose.roll - guess.roll)))
+    return pose if change <= _MAX_PNP_CHANGE else None
+
+
+def _wrap(degrees: float) -> float:
+    """An angle difference in [-180, 180)."""
+    return (degrees + 180.0) % 360.0 - 180.0
