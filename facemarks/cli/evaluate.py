@@ -1,4 +1,5 @@
-"""`facemarks evaluate --checkpoint PATH --data FORMAT:PATH --split NAME [--out DIR]`."""
+"""`facemarks evaluate --checkpoint PATH --data FORMAT:PATH --split NAME [--detector haar|whole|boxes:FILE]
+[--out DIR]`."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import torch
 
 from facemarks.cli.common import add_batch_size, add_cache_dir, add_checkpoint, add_device, add_out, add_threads
 from facemarks.engine.evaluate import evaluate_checkpoint, format_summary
+from facemarks.errors import ConfigError
 from facemarks.fileio import check_writable, write_text
+from facemarks.inference.end_to_end import evaluate_end_to_end, format_end_to_end
 
 
 def add_arguments(parser) -> None:
@@ -24,6 +27,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--first-stage", metavar="PATH",
                         help="aligned-crop models: the checkpoint whose points the crops are aligned on "
                              "(default: the ground truth, an oracle)")
+    parser.add_argument("--detector", metavar="haar|whole|boxes:FILE",
+                        help="also evaluate end to end: run the predictor on the full images with these face boxes "
+                             "(haar: the calibrated face detector; whole: the whole image is the face box; "
+                             "boxes:FILE: a boxes file as predict --boxes reads, keyed by image path) and match them "
+                             "to the annotated faces: a detection matches a face when its box centre lies inside the "
+                             "face's landmark box and their IoU is above 0.2, greedily by highest IoU, one detection "
+                             "per face. Reports faces detected, unmatched detections, and the NME on the matched "
+                             "faces beside the ground-truth-box NME (see facemarks.inference.end_to_end)")
     add_device(parser)
     add_threads(parser)
     add_cache_dir(parser)
@@ -33,12 +44,21 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     if args.out:
         check_writable(args.out)  # before the work, not after
+    if args.detector and (args.flip_test or args.first_stage):
+        raise ConfigError("command line", "--detector", "end-to-end evaluation runs the predictor as it is used, "
+                                                        "without --flip-test or --first-stage")
     if args.threads:
         torch.set_num_threads(args.threads)
+    # End to end first: a bad boxes file is refused before any prediction.
+    end_to_end = evaluate_end_to_end(args.checkpoint, args.data, args.split, args.detector, args.batch_size,
+                                     decoder=args.decoder, device=args.device) if args.detector else None
     result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.batch_size, cache_dir=args.cache_dir,
                                  flip_test=args.flip_test, decoder=args.decoder, device=args.device,
                                  first_stage=args.first_stage)
     print(format_summary(result))
+    if end_to_end:
+        result["end_to_end"] = end_to_end
+        print(format_end_to_end(end_to_end))
     if args.out:
         path = Path(args.out) / "evaluation.json"
         write_text(path, json.dumps(result, indent=1))

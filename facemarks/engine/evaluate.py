@@ -8,6 +8,8 @@ or, as an oracle stated in the result, the ground truth.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -16,6 +18,7 @@ from facemarks import metrics, schemes
 from facemarks.data import cache as crop_cache
 from facemarks.data import formats
 from facemarks.data.dataset import FaceCrops
+from facemarks.data.sample import landmark_box
 from facemarks.engine.checkpoint import Checkpoint
 from facemarks.errors import CheckpointError, DataError
 from facemarks.geometry.affine import compose
@@ -90,16 +93,10 @@ def evaluate_checkpoint(path, data_spec: str, split: str, batch_size: int = 64, 
     """Evaluate checkpoint `path` on `data_spec` [split]; see the module docstring for the
     aligned-crop reference points (`first_stage`)."""
     checkpoint = Checkpoint.load(path)
-    if decoder and checkpoint.kind != "heatmap":
-        raise CheckpointError(path, f"--decoder applies to heatmap models; this one is {checkpoint.kind}")
-    if decoder:
-        DECODERS.get(decoder)  # an unknown name stops here, before any data is read
+    check_decoder(checkpoint, path, decoder)
     model = checkpoint.build_model(device)
-    samples = list(formats.load(data_spec, split))
     scheme = checkpoint.scheme
-    if samples[0].landmarks.shape[0] != scheme.num_points:
-        raise DataError(data_spec, f"has {samples[0].landmarks.shape[0]} points per face; "
-                                   f"the checkpoint predicts {scheme.num_points}")
+    samples, ground_truth = ground_truth_for(scheme, formats.load(data_spec, split), data_spec)
     reference, reference_name = reference_points(checkpoint, samples, first_stage, batch_size, cache_dir, device)
     crops = crop_cache.build(samples, checkpoint.input_size, checkpoint.crop, root=cache_dir,
                              reference_points=reference)
@@ -107,9 +104,36 @@ def evaluate_checkpoint(path, data_spec: str, split: str, batch_size: int = 64, 
                                 flip_permutation=scheme.flip_permutation if flip_test else None)
     errors = face_errors(predictions, samples, scheme)
     return {"checkpoint": str(path), "data": data_spec, "split": split, "faces": len(samples), "flip_test": flip_test,
+            "ground_truth": ground_truth,
             "decoder": decoder or checkpoint.decoder, "crop": checkpoint.crop.to_dict(), "crop_reference": reference_name,
             "summary": summarize(errors, samples),
             "per_face": {"image_path": [s.image_path for s in samples], **{k: v.tolist() for k, v in errors.items()}}}
+
+
+def check_decoder(checkpoint: Checkpoint, path, decoder: str | None) -> None:
+    """CheckpointError for a decoder given to a regression model; an unknown decoder name
+    stops here (UnknownNameError), before any data is read."""
+    if decoder and checkpoint.kind != "heatmap":
+        raise CheckpointError(path, f"--decoder applies to heatmap models; this one is {checkpoint.kind}")
+    if decoder:
+        DECODERS.get(decoder)
+
+
+def ground_truth_for(scheme, samples: list, data_spec: str) -> tuple[list, str]:
+    """(samples, description): the faces with the points a `scheme` model predicts.
+
+    A 68-point (300w) model on 98-point (wflw) faces is scored on the WFLW points mapped to
+    68 (`schemes.to_68`), each face's box then the extent of those 68 points (the landmark
+    box 300W models are trained on); any other difference in point count is a DataError.
+    """
+    count = samples[0].landmarks.shape[0]
+    if count == scheme.num_points:
+        return list(samples), "as annotated"
+    if scheme.name == "300w" and all(s.scheme == "wflw" for s in samples):
+        points = schemes.to_68(np.stack([s.landmarks for s in samples]), "wflw")
+        mapped = [dataclasses.replace(s, landmarks=p, box=landmark_box(p), scheme="300w") for s, p in zip(samples, points)]
+        return mapped, "WFLW 98 points mapped to the 300W 68 (schemes.to_68); boxes = extent of the 68 points"
+    raise DataError(data_spec, f"has {count} points per face; the checkpoint predicts {scheme.num_points}")
 
 
 def reference_points(checkpoint: Checkpoint, samples: list, first_stage, batch_size: int, cache_dir, device):
