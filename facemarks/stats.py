@@ -5,6 +5,11 @@ Two models evaluated on the same faces give paired errors: the fair question is 
 give". `paired_comparison` answers it twice, with a t-interval for the mean per-face
 difference and with the Wilcoxon signed-rank test (which does not assume the
 differences are normal; per-face NME differences are heavy-tailed).
+
+Comparing k entries makes k(k-1)/2 such tests: `holm_adjust` controls the chance of any
+false "significant" among them. `seed_level_comparison` asks the other question, whether
+the ranking holds seed by seed (training randomness, which the face-level test averages
+away). `abs_bins` / `pose_bins` cut the test faces by |yaw| and |roll|.
 """
 
 from __future__ import annotations
@@ -121,3 +126,76 @@ def paired_comparison(errors_a, errors_b, confidence: float = 0.95) -> dict:
         "rank_sum_negative": rank_sum_negative,
         "ranks_favour": ranks_favour,
     }
+
+
+def holm_adjust(p_values) -> list[float | None]:
+    """Holm's step-down adjustment of a family of p-values, in the order given.
+
+    With the m defined p-values sorted ascending, p_(1) <= ... <= p_(m), the adjusted value
+    of p_(i) is max over j <= i of min(1, (m - j + 1) p_(j)): each is at least the one
+    before it (monotone) and none exceeds 1. Rejecting where the adjusted p < alpha keeps
+    the chance of any false rejection in the family at most alpha. None entries (tests
+    that are undefined, e.g. two models agreeing on every face) stay None and do not
+    count in m.
+    """
+    defined = [(p, i) for i, p in enumerate(p_values) if p is not None]
+    m = len(defined)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running_max = 0.0
+    for rank, (p, i) in enumerate(sorted(defined)):
+        running_max = max(running_max, min(1.0, (m - rank) * float(p)))
+        adjusted[i] = running_max
+    return adjusted
+
+
+def seed_level_comparison(seed_means_a: dict, seed_means_b: dict, confidence: float = 0.95) -> dict:
+    """Compare two entries seed by seed: one difference per seed both entries ran.
+
+    seed_means_*: {seed: the entry's mean error over all test faces for that seed}. Seeds
+    pair by number because a seed gives every entry the same batches (and the same initial
+    weights where the models match). d_s = mean_a(s) - mean_b(s); the t-interval over seeds
+    needs two or more (None otherwise). "direction": "a" when the mean d_s < 0, "b" when > 0.
+    Returns {"seeds", "differences", "mean_difference" (None without a common seed),
+    "ci_low", "ci_high", "t_critical", "df", "negative", "positive"} (seed counts by sign).
+    """
+    seeds = [s for s in seed_means_a if s in seed_means_b]
+    differences = [float(seed_means_a[s]) - float(seed_means_b[s]) for s in seeds]
+    result = {"seeds": seeds, "differences": differences, "mean_difference": None, "ci_low": None,
+              "ci_high": None, "t_critical": None, "df": 0,
+              "negative": sum(d < 0 for d in differences), "positive": sum(d > 0 for d in differences)}
+    if differences:
+        interval = t_interval(differences, confidence)
+        result.update(mean_difference=interval["mean"], ci_low=interval["low"], ci_high=interval["high"],
+                      t_critical=interval["t_critical"], df=interval["df"])
+    return result
+
+
+def abs_bins(values, edges) -> list[dict]:
+    """Bins of |values| with lower edges `edges` (ascending, the first 0), the last one open.
+
+    Bin k holds edges[k] <= |v| < edges[k + 1] (the last: |v| >= edges[-1]), so every value
+    falls in exactly one bin. Returns [{"label", "low", "high" (None: open), "mask"}].
+    """
+    magnitudes = np.abs(np.asarray(values, dtype=np.float64).ravel())
+    bins = []
+    for k, low in enumerate(edges):
+        high = edges[k + 1] if k + 1 < len(edges) else None
+        mask = magnitudes >= low if high is None else (magnitudes >= low) & (magnitudes < high)
+        label = f"{low:g}–{high:g}°" if high is not None else f"≥ {low:g}°"
+        bins.append({"label": label, "low": float(low), "high": None if high is None else float(high), "mask": mask})
+    return bins
+
+
+# Head-pose bins of the reports: lower edges in degrees of |yaw| and |roll| (the last bin
+# open). Yaw follows the usual profile breakdown (frontal, slight, strong, near-profile);
+# roll is rarely large in face datasets, hence the narrower bins.
+POSE_AXES = {"yaw": 0, "roll": 2}  # columns of a [yaw, pitch, roll] pose array
+POSE_BIN_EDGES = {"yaw": (0.0, 15.0, 30.0, 45.0), "roll": (0.0, 10.0, 20.0)}
+
+
+def pose_bins(poses) -> dict[str, list[dict]]:
+    """{"yaw": abs_bins of |yaw|, "roll": abs_bins of |roll|} of (N, 3) [yaw, pitch, roll] degrees."""
+    poses = np.asarray(poses, dtype=np.float64)
+    if poses.ndim != 2 or poses.shape[1] != 3:
+        raise ValueError(f"poses must be (N, 3) [yaw, pitch, roll], got shape {poses.shape}")
+    return {axis: abs_bins(poses[:, column], POSE_BIN_EDGES[axis]) for axis, column in POSE_AXES.items()}

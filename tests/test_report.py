@@ -388,3 +388,274 @@ def test_load_results_names_the_file(tmp_path):
         load_results(path)
     with pytest.raises(DataError, match="not found"):
         load_results(tmp_path / "missing.json")
+
+
+# ------------------------------------------------- Holm, seed-level tests and pose bins
+
+
+def holm_by_procedure(p_values):
+    """Holm-adjusted p-values from the definition of the procedure itself: the smallest
+    level at which Holm's sequential test (reject p_(k) while p_(k) <= level / (m - k + 1))
+    rejects the hypothesis; the candidate levels are the (m - k + 1) p_(k)."""
+    defined = [i for i, p in enumerate(p_values) if p is not None]
+    m = len(defined)
+
+    def rejected(level):
+        out = set()
+        for k, i in enumerate(sorted(defined, key=lambda i: p_values[i])):
+            if p_values[i] > level / (m - k):
+                break
+            out.add(i)
+        return out
+
+    ranked = sorted(p_values[i] for i in defined)
+    candidates = sorted({min(1.0, (m - k) * p) for k, p in enumerate(ranked)})
+    adjusted = [None] * len(p_values)
+    for i in defined:  # not rejected at any level up to 1: the adjusted p is 1
+        adjusted[i] = next((level for level in candidates if i in rejected(level)), 1.0)
+    return adjusted
+
+
+def test_holm_adjust_against_hand_values():
+    from facemarks.stats import holm_adjust
+
+    # m = 4, sorted 0.005, 0.01, 0.03, 0.04 -> 4*0.005, 3*0.01, 2*0.03, max(2*0.03, 1*0.04):
+    # the last is raised from 0.04 to 0.06 (step-down is monotone).
+    assert holm_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # m = 3: 3*0.01 = 0.03; 2*0.6 = 1.2 capped at 1; 1*0.7 raised to 1.
+    assert holm_adjust([0.6, 0.01, 0.7]) == pytest.approx([1.0, 0.03, 1.0])
+    # Undefined tests stay None and do not count in m; ties get equal adjusted values.
+    assert holm_adjust([None, 0.02, 0.02]) == [None, pytest.approx(0.04), pytest.approx(0.04)]
+    assert holm_adjust([0.2]) == [0.2] and holm_adjust([]) == []
+    for ps in ([0.01, 0.04, 0.03, 0.005], [0.6, 0.01, 0.7], [0.001, 0.2, 0.012, 0.04, 0.9, 0.013]):
+        assert holm_adjust(ps) == pytest.approx(holm_by_procedure(ps))
+
+
+def test_abs_bins_edges_belong_to_the_upper_bin():
+    from facemarks.stats import abs_bins
+
+    values = [0.0, -14.99, 15.0, -29.9, 30.0, -45.0, 45.1, 7.5]
+    bins = abs_bins(values, (0, 15, 30, 45))
+    assert [b["label"] for b in bins] == ["0–15°", "15–30°", "30–45°", "≥ 45°"]
+    assert [b["high"] for b in bins] == [15.0, 30.0, 45.0, None]
+    assert [list(map(int, b["mask"])) for b in bins] == [
+        [1, 1, 0, 0, 0, 0, 0, 1],
+        [0, 0, 1, 1, 0, 0, 0, 0],
+        [0, 0, 0, 0, 1, 0, 0, 0],
+        [0, 0, 0, 0, 0, 1, 1, 0],
+    ]
+
+
+# Three entries on 6 faces. B's seeds shift all faces; A = B + c[seed] + E[face] with sum(E) = 0,
+# so A's per-seed mean is B's plus c[seed] exactly: A - B per seed = -1.0, -0.5, +0.3 points
+# (2 of 3 seeds agree with A's lead). C (seeds 0, 1, 3) shares seeds 0 and 1 with A and B.
+BASE = [0.030, 0.045, 0.052, 0.061, 0.074, 0.093]
+SHIFT_A = {0: -0.010, 1: -0.005, 2: 0.003}
+E_A = [0.003, -0.002, 0.001, -0.003, 0.002, -0.001]
+SHIFT_C = {0: 0.012, 1: 0.008, 3: 0.015}
+H_C = [-0.015, -0.001, 0.0025, -0.0025, 0.0005, -0.0004]  # C errs less than A and B on face 0
+THREE = {}
+for _s in (0, 1, 2):
+    THREE["B", _s] = [b + 0.002 * _s for b in BASE]
+    THREE["A", _s] = [b + 0.002 * _s + SHIFT_A[_s] + e for b, e in zip(BASE, E_A)]
+for _s in (0, 1, 3):
+    THREE["C", _s] = [b + 0.002 * _s + SHIFT_C[_s] + h for b, h in zip(BASE, H_C)]
+# |yaw| bins 0-15: faces 0, 1; 15-30: 2, 3 (15 itself is in the upper bin); 30-45: 4; >= 45: 5.
+# |roll| bins 0-10: faces 0, 2, 4; 10-20: 1 (-10); >= 20: 3 (20), 5.
+POSES = [[0.0, 5.0, 0.0], [14.99, -3.0, -10.0], [15.0, 0.0, 9.99], [-29.0, 2.0, 20.0], [30.0, 1.0, -5.0], [-50.0, 0.0, 25.0]]
+YAW_BINS = {"0–15°": [0, 1], "15–30°": [2, 3], "30–45°": [4], "≥ 45°": [5]}
+ROLL_BINS = {"0–10°": [0, 2, 4], "10–20°": [1], "≥ 20°": [3, 5]}
+
+
+@pytest.fixture(scope="module")
+def three_entries(tmp_path_factory):
+    runs = [make_run(name, seed, io) for (name, seed), io in THREE.items()]
+    results = make_results(runs, 6)
+    results["test_poses"] = POSES
+    out = tmp_path_factory.mktemp("three")
+    return results, write_report(results, out), (out / "report.md").read_text()
+
+
+def wilcoxon_or_none(d):
+    try:
+        p = scipy_stats.wilcoxon(d).pvalue
+    except ValueError:
+        return None
+    return None if math.isnan(p) else p
+
+
+def face_level(name_a, name_b, faces=range(6)):
+    """Per-face differences of the seed-averaged NMEs and their Wilcoxon p."""
+    a, b = seed_average(name_a, THREE), seed_average(name_b, THREE)
+    d = [a[i] - b[i] for i in faces]
+    return d, wilcoxon_or_none(d)
+
+
+def test_pairs_carry_holm_adjusted_p_and_significance(three_entries):
+    _, summary, md = three_entries
+    assert summary["ranking"] == ["A", "B", "C"]
+    pairs = {(p["a"], p["b"]): p for p in summary["pairs"]}
+    assert list(pairs) == [("A", "B"), ("A", "C"), ("B", "C")]
+    raw = [face_level(a, b)[1] for a, b in pairs]
+    # A - B per face is negative on all 6 faces with distinct sizes: exact p = 2 / 2**6.
+    assert raw[0] == pytest.approx(2 / 64)
+    expected = holm_by_procedure(raw)
+    rows = {(r["A"], r["B"]): r for r in parse_table(section(md, "Paired comparisons (inter-ocular NME, same test faces)"))}
+    for (key, pair), p_raw, p_holm in zip(pairs.items(), raw, expected):
+        assert pair["wilcoxon_p"] == pytest.approx(p_raw, rel=1e-9)
+        assert pair["wilcoxon_p_holm"] == pytest.approx(p_holm, rel=1e-9)
+        assert pair["holm_family_size"] == 3
+        assert pair["significant"] is bool(p_holm < 0.05)
+        assert close(float(rows[key]["Wilcoxon p"]), p_raw, 4) and close(float(rows[key]["Holm p"]), p_holm, 4)
+    # Face 0 is C's: A - C and B - C have one positive difference of the smallest size, exact
+    # p = 2 * 2 / 2**6. Holm: 3 x 0.03125, then 2 x 0.0625, then 0.0625 raised to 0.125.
+    assert raw[1:] == pytest.approx([4 / 64, 4 / 64])
+    assert expected == pytest.approx([0.09375, 0.125, 0.125])
+    # 3 x 0.03125 > 0.05: the raw p would call A's lead over B significant, Holm does not.
+    assert pairs["A", "B"]["significant"] is False
+    assert rows["A", "B"]["Better"] == "A (n.s.)"
+    assert summary["verdict"]["wilcoxon_p_holm"] == pytest.approx(expected[0])
+    assert summary["verdict"]["significant"] is False
+    assert "after Holm's adjustment over 3 pairs (adjusted p = 0.0938)" in summary["verdict"]["text"]
+    assert "Holm-adjusted p < 0.05" in md and "not adjusted" not in md
+
+
+def test_seed_level_differences_interval_and_agreement(three_entries):
+    _, summary, md = three_entries
+    pairs = {(p["a"], p["b"]): p for p in summary["pairs"]}
+    rows = {(r["A"], r["B"]): r for r in parse_table(section(md, "Seed-level comparisons (inter-ocular NME)"))}
+    # By construction: A - B per seed is exactly the shift c[seed].
+    assert pairs["A", "B"]["seed_level"]["differences_pct"] == pytest.approx([-1.0, -0.5, 0.3], abs=1e-9)
+    for (a, b), pair in pairs.items():
+        seeds = [s for s in (0, 1, 2, 3) if (a, s) in THREE and (b, s) in THREE]
+        diffs = [100 * (statistics.mean(THREE[a, s]) - statistics.mean(THREE[b, s])) for s in seeds]
+        mean = statistics.mean(diffs)
+        half = scipy_stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs))
+        seed = pair["seed_level"]
+        assert seed["seeds"] == seeds and seed["num_seeds"] == len(seeds)
+        assert seed["differences_pct"] == pytest.approx(diffs, abs=1e-9)
+        assert seed["mean_difference_pct"] == pytest.approx(mean, abs=1e-9)
+        assert seed["ci_low_pct"] == pytest.approx(mean - half, abs=1e-9)
+        assert seed["ci_high_pct"] == pytest.approx(mean + half, abs=1e-9)
+        assert seed["agree"] == sum(d < 0 for d in diffs)  # A is the better entry of every pair
+        row = rows[a, b]
+        assert row["Seeds agreeing"] == f"{seed['agree']} of {len(seeds)}"
+        assert close(float(row["Mean Δ"]), mean, 3)
+        low, high = (float(v) for v in row["95% t-interval over seeds"].strip("[]").split(", "))
+        assert close(low, mean - half, 3) and close(high, mean + half, 3)
+    assert pairs["A", "B"]["seed_level"]["agree"] == 2 and pairs["A", "C"]["seed_level"]["seeds"] == [0, 1]
+    assert rows["A", "B"]["Δ A − B per seed (% points)"] == "0: -1.000, 1: -0.500, 2: +0.300"
+    # With the same seeds on both sides the seed-level mean is the face-level mean.
+    assert pairs["A", "B"]["seed_level"]["mean_difference_pct"] == pytest.approx(pairs["A", "B"]["mean_difference_pct"])
+    assert "**A** errs less in 2 of 3 seeds" in summary["verdict"]["text"]
+
+
+def test_pose_bins_in_summary_and_report(three_entries):
+    _, summary, md = three_entries
+    pose = summary["pose"]
+    assert pose["reference"] == "A"
+    body = section(md, "Results by head pose (inter-ocular NME %)")
+    tables = [parse_table(t) for t in re.split(r"\n\n(?=\|)", body) if t.lstrip().startswith("|")]
+    pair_rows = {(r["Bin"], r["B"]): r for r in tables[2]}
+    for axis, expected_bins, printed in (("yaw", YAW_BINS, tables[0]), ("roll", ROLL_BINS, tables[1])):
+        bins = pose["axes"][axis]
+        assert [b["label"] for b in bins] == list(expected_bins)
+        printed = {r["Entry"]: r for r in printed}
+        for b, (label, faces) in zip(bins, expected_bins.items()):
+            assert b["num_faces"] == len(faces)
+            for name in ("A", "B", "C"):
+                seeds = [s for (n, s) in THREE if n == name]
+                per_seed = [100 * statistics.mean(THREE[name, s][i] for i in faces) for s in seeds]
+                mean, std = mean_std(per_seed)
+                assert b["nme_inter_ocular_pct"][name]["mean"] == pytest.approx(mean, abs=1e-9)
+                assert b["nme_inter_ocular_pct"][name]["std"] == pytest.approx(std, abs=1e-9)
+                assert_stat(printed[name][f"{axis} {label} ({len(faces)})"], mean, std, 3)
+            raw = [face_level("A", other, faces)[1] for other in ("B", "C")]
+            holm = holm_by_procedure(raw)
+            assert [(p["a"], p["b"]) for p in b["pairs"]] == [("A", "B"), ("A", "C")]
+            for pair, other, p_raw, p_holm in zip(b["pairs"], ("B", "C"), raw, holm):
+                d, _ = face_level("A", other, faces)
+                assert pair["num_faces"] == len(faces)
+                assert pair["mean_difference_pct"] == pytest.approx(100 * statistics.mean(d), abs=1e-9)
+                assert pair["wilcoxon_p"] == (None if p_raw is None else pytest.approx(p_raw, rel=1e-9))
+                assert pair["wilcoxon_p_holm"] == (None if p_holm is None else pytest.approx(p_holm, rel=1e-9))
+                row = pair_rows[f"{axis} {label}", other]
+                assert close(float(row["Mean Δ A − B (% points)"]), 100 * statistics.mean(d), 3)
+                assert row["Holm p"] == ("—" if p_holm is None else row["Holm p"])
+                if p_holm is not None:
+                    assert close(float(row["Holm p"]), p_holm, 4)
+    # Four faces' yaw bins have more than one face, so some bin tests are defined and adjusted.
+    assert any(p["wilcoxon_p_holm"] is not None and p["holm_family_size"] == 2
+               for b in pose["axes"]["yaw"] for p in b["pairs"])
+
+
+def test_old_results_without_poses_render_without_pose_section(two_by_two, tmp_path):
+    results, _, summary, out = two_by_two
+    md = (out / "report.md").read_text()
+    assert "pose" not in summary and "head pose" not in md
+    # A results.json from before the Holm and seed-level keys renders again with them.
+    old = json.loads((out / "results.json").read_text())
+    for pair in old["summary"]["pairs"]:
+        del pair["seed_level"], pair["wilcoxon_p_holm"]
+    (tmp_path / "results.json").write_text(json.dumps(old))
+    again = write_report(load_results(tmp_path / "results.json"), tmp_path / "again")
+    assert again["pairs"][0]["seed_level"]["num_seeds"] == 2
+
+
+def test_one_seed_says_no_seed_level_test(tmp_path):
+    runs = [make_run("A", 3, [0.02, 0.03, 0.04]), make_run("B", 3, [0.03, 0.05, 0.045])]
+    summary = write_report(make_results(runs, 3), tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    seed = summary["pairs"][0]["seed_level"]
+    assert seed["num_seeds"] == 1 and seed["ci_low_pct"] is None and seed["agree"] == 1
+    assert seed["differences_pct"] == pytest.approx([100 * (0.03 - 0.125 / 3)])
+    assert section(md, "Seed-level comparisons (inter-ocular NME)").strip() == "One seed: no seed-level test."
+    assert summary["verdict"]["text"].endswith("One seed: no seed-level test.")
+
+
+@pytest.mark.parametrize(
+    "poses, message",
+    [
+        ([[0.0, 0.0, 0.0]] * 4, r"test_poses' has shape \(4, 3\), expected \(5, 3\)"),
+        ([[0.0, 0.0]] * 5, r"shape \(5, 2\)"),
+        ([[0.0, 0.0, float("nan")]] * 5, "finite"),
+        ([["a", 0, 0]] * 5, "yaw, pitch, roll"),
+    ],
+)
+def test_malformed_poses_raise_data_error(tmp_path, poses, message):
+    results = make_results([make_run(name, seed, io) for (name, seed), io in IO.items()], 5)
+    results["test_poses"] = poses
+    with pytest.raises(DataError, match=message):
+        write_report(results, tmp_path)
+
+
+def test_evaluate_summary_per_pose_bin():
+    import numpy as np
+
+    from facemarks.engine.evaluate import format_summary, pose_summary
+
+    nmes = np.array([0.02, 0.04, 0.06, 0.08, 0.15, 0.05])
+    summary = pose_summary(nmes, POSES)
+    for axis, expected_bins in (("yaw", YAW_BINS), ("roll", ROLL_BINS)):
+        assert [b["label"] for b in summary[axis]] == list(expected_bins)
+        for b, faces in zip(summary[axis], expected_bins.values()):
+            values = [nmes[i] for i in faces]
+            assert b["n"] == len(faces)
+            assert b["mean"] == pytest.approx(statistics.mean(values))
+            assert b["fr"] == pytest.approx(sum(v > 0.1 for v in values) / len(values))
+    # A bin without faces has a count and no figures (no NaN in evaluation.json).
+    empty = pose_summary(nmes[:2], [[0.0, 0.0, 0.0], [3.0, 0.0, -2.0]])
+    assert empty["yaw"][3] == {"label": "≥ 45°", "low": 45.0, "high": None, "n": 0}
+    json.dumps(empty, allow_nan=False)
+
+    figures = {"mean": 0.05, "median": 0.05, "fr": 0.0, "auc": 0.5}
+    result = {"data": "300w:x", "split": "common", "faces": 6, "checkpoint": "m.pt", "flip_test": False,
+              "decoder": None, "crop_reference": "box", "summary": {norm: figures for norm in ("image", "inter_ocular", "inter_pupil", "box")}}
+    result["summary"]["pose"] = summary
+    text = format_summary(result)
+    # Faces 2, 3 (0.06, 0.08); face 4 alone (0.15, a failure); faces 3, 5 (0.08, 0.05).
+    assert "| yaw 15–30° (inter-ocular, 2 faces) | 7.00 | 7.00 | 0.00 | " in text
+    assert "| yaw 30–45° (inter-ocular, 1 faces) | 15.00 | 15.00 | 100.00 | " in text
+    assert "| roll ≥ 20° (inter-ocular, 2 faces) | 6.50 | 6.50 | 0.00 | " in text
+    assert "| yaw ≥ 45° (inter-ocular, 0 faces) | — | — | — | — |" in format_summary(
+        {**result, "summary": {**result["summary"], "pose": empty}})

@@ -23,7 +23,9 @@ from facemarks.engine.checkpoint import Checkpoint
 from facemarks.errors import CheckpointError, DataError
 from facemarks.geometry.affine import compose
 from facemarks.geometry.coords import mirror_normalized, to_source
+from facemarks.pose import head_poses
 from facemarks.registry import DECODERS
+from facemarks.stats import pose_bins
 
 # The order in which results list the normalisations (inter-ocular first: the headline).
 NORMS = ("image", "inter_ocular", "inter_pupil", "box")
@@ -78,13 +80,38 @@ def attribute_flags(samples: list) -> dict:
 
 
 def summarize(errors: dict, samples: list) -> dict:
-    """Aggregate figures per normalisation, plus per-subset inter-ocular NME where faces have flags."""
+    """Aggregate figures per normalisation, plus per-subset inter-ocular NME where faces have
+    flags and per head-pose bin where the scheme has a pose estimate (`face_poses`)."""
     summary = {norm: metrics.summarize(values) for norm, values in errors.items()}
     subsets = {name: metrics.summarize(errors["inter_ocular"][np.array(flags, dtype=bool)])
                for name, flags in attribute_flags(samples).items() if any(flags)}
     if subsets:
         summary["subsets"] = subsets
+    poses = face_poses(samples)
+    if poses is not None:
+        summary["pose"] = pose_summary(errors["inter_ocular"], poses)
     return summary
+
+
+def face_poses(samples: list) -> np.ndarray | None:
+    """(faces, 3) [yaw, pitch, roll] degrees from the ground-truth landmarks (facemarks.pose),
+    or None for schemes it does not estimate (it takes 68 or 98 points)."""
+    if not samples or any(schemes.get(s.scheme).num_points not in (68, 98) for s in samples):
+        return None
+    return head_poses(samples)
+
+
+def pose_summary(nmes, poses) -> dict:
+    """{"yaw": [bin], "roll": [bin]} over stats.pose_bins: each bin {"label", "low", "high",
+    "n"} plus metrics.summarize of its NMEs when it has faces (an empty bin has no mean)."""
+    nmes = np.asarray(nmes, dtype=np.float64)
+    out = {}
+    for axis, bins in pose_bins(poses).items():
+        out[axis] = []
+        for b in bins:
+            figures = metrics.summarize(nmes[b["mask"]]) if b["mask"].any() else {"n": 0}
+            out[axis].append({"label": b["label"], "low": b["low"], "high": b["high"], **figures})
+    return out
 
 
 def evaluate_checkpoint(path, data_spec: str, split: str, batch_size: int = 64, cache_dir=None,
@@ -165,4 +192,11 @@ def format_summary(result: dict) -> str:
     for name, s in result["summary"].get("subsets", {}).items():
         lines.append(f"| subset {name} (inter-ocular, {s['n']} faces) | {100 * s['mean']:.2f} | "
                      f"{100 * s['median']:.2f} | {100 * s['fr']:.2f} | {s['auc']:.4f} |")
+    for axis, bins in result["summary"].get("pose", {}).items():
+        for s in bins:
+            figures = (f"{100 * s['mean']:.2f} | {100 * s['median']:.2f} | {100 * s['fr']:.2f} | {s['auc']:.4f}"
+                       if s["n"] else "— | — | — | —")
+            lines.append(f"| {axis} {s['label']} (inter-ocular, {s['n']} faces) | {figures} |")
+    if "pose" in result["summary"]:
+        lines.append("Pose bins: |yaw| and |roll| in degrees (lower edge included), estimated from the ground-truth landmarks.")
     return "\n".join(lines)

@@ -21,7 +21,7 @@ from facemarks.data.splits import load_splits
 from facemarks.engine import config as cfg
 from facemarks.engine import runs as run_folders
 from facemarks.engine.checkpoint import Checkpoint
-from facemarks.engine.evaluate import NORMS, attribute_flags, face_errors, predict_crops
+from facemarks.engine.evaluate import NORMS, attribute_flags, face_errors, face_poses, predict_crops
 from facemarks.engine.trainer import fit
 from facemarks.experiments import report
 
@@ -44,6 +44,7 @@ def compare(config: cfg.Config, out_dir, progress: bool = True, resume: bool = F
     test = splits["test"]
     scheme = schemes.get(test[0].scheme)
     test_cache = crop_cache.build(test, config.input_size, cfg.crop_policy_of(config), root=config.data.cache_dir)
+    test_poses = face_poses(test)  # before training: a face it cannot pose stops the run here
     runs = []
     for seed in config.seeds:
         for entry in entries:
@@ -64,6 +65,8 @@ def compare(config: cfg.Config, out_dir, progress: bool = True, resume: bool = F
         "test_faces": [s.image_path for s in test],
         "runs": runs,
     }
+    if test_poses is not None:
+        results["test_poses"] = test_poses.tolist()
     attributes = attribute_flags(test)
     if attributes:
         results["test_attributes"] = attributes

@@ -20,6 +20,8 @@ Required keys are marked *; the others are shown when present.
                   "scheme": str},
       "test_faces": [str, ...],          # * face ids (image paths), in evaluation order
       "test_attributes": {subset: [0/1 per face]},   # e.g. WFLW "pose", "expression", ...
+      "test_poses": [[yaw, pitch, roll], ...],       # degrees per face, from the ground-truth
+                                         #   landmarks (facemarks.pose); older results lack it
       "runs": [                          # * at least one
         {"name": str,                    # * entry label, e.g. "wing:w=10,epsilon=2"; runs with
                                          #   the same name are seeds of one entry
@@ -57,15 +59,31 @@ single seed (the report then prints the mean alone).
      "ranking": [entry names, lowest mean inter-ocular NME first],
      "pairs": [{"a", "b", "num_faces", "mean_difference_pct" (A - B), "ci_low_pct",
                 "ci_high_pct", "t_critical", "df", "wilcoxon_statistic", "wilcoxon_p",
-                "ranks_favour", "better", "significant"}],
-     "verdict": {"best", "runner_up", "lead_pct", "wilcoxon_p", "significant", "text"},
+                "wilcoxon_p_holm", "holm_family_size", "ranks_favour", "better", "significant",
+                "seed_level": {"seeds", "num_seeds", "differences_pct" (one per seed),
+                               "mean_difference_pct", "ci_low_pct", "ci_high_pct", "t_critical",
+                               "df", "agree" (seeds favouring "better"; None for a tie)}}],
+     "verdict": {"best", "runner_up", "lead_pct", "wilcoxon_p", "wilcoxon_p_holm", "significant",
+                 ["seeds_agree", "num_seeds"], "text"},
+     "pose": {"reference", "axes": {"yaw": [bin], "roll": [bin]}}   (only with test_poses;
+             bin: {"label", "low", "high", "num_faces", "nme_inter_ocular_pct": {entry: stat},
+                   "pairs": [reference vs each other entry, as "pairs" without "seed_level"]}),
      "ced": "pooled over seeds"}
 
 Paired comparison: for every pair of entries (A ranked above B), each entry's per-face
 inter-ocular NME is averaged over its seeds; d = A - B per face; the mean of d gets a
 Student-t interval over faces, and `scipy.stats.wilcoxon(d)` (defaults: two-sided,
-zeros dropped) gives the p-value. "better" is the entry with the lower mean; a lead is
-"significant" when p < alpha and the signed ranks favour the same entry.
+zeros dropped) gives the p-value, which Holm's step-down method adjusts over the family of
+all pairs. "better" is the entry with the lower mean; a lead is "significant" when the
+Holm-adjusted p < alpha and the signed ranks favour the same entry.
+
+Seed-level comparison, beside the face-level one: per seed both entries ran (paired by seed
+number), the difference of their mean NME over all faces; the mean of those, a t-interval
+over seeds (two or more), and how many seeds favour the face-level "better" entry.
+
+Head-pose breakdown (experiments/tables.py): |yaw| and |roll| bins (stats.POSE_BIN_EDGES),
+per-bin NME per entry, and the best entry against each other one on each bin's faces, with
+Holm's adjustment within each bin.
 """
 
 from __future__ import annotations
@@ -80,7 +98,9 @@ import yaml
 from facemarks import fileio
 from facemarks.errors import DataError
 from facemarks.metrics import auc, ced, failure_rate
-from facemarks.stats import mean_std, paired_comparison
+from facemarks.experiments.tables import (better_cell, face_pair, fmt_interval, fmt_p, fmt_stat, holm_family, nme_matrix,
+                                          over_seeds, pose_section, subsets_section, summarise_pose, table)
+from facemarks.stats import seed_level_comparison
 
 REQUIRED_NME = ("image", "inter_ocular")
 OPTIONAL_NME = ("inter_pupil", "box")
@@ -169,6 +189,22 @@ def check_results(results, source="results") -> None:
                 raise DataError(source, f"{where}.nme[{kind!r}] must be finite and non-negative")
         if not isinstance(run.get("history", []), (list, tuple)):
             raise DataError(source, f"{where}.history must be a list of per-epoch records")
+    _check_poses(results.get("test_poses"), num_faces, source)
+
+
+def _check_poses(poses, num_faces: int, source) -> None:
+    """test_poses is optional (older results have none); when given, one finite [yaw, pitch, roll] per face."""
+    if poses is None:
+        return
+    try:
+        poses = np.asarray(poses, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(source, "'test_poses' must be a list of [yaw, pitch, roll] numbers") from None
+    if poses.shape != (num_faces, 3):
+        raise DataError(source, f"'test_poses' has shape {poses.shape}, expected ({num_faces}, 3): "
+                                "one [yaw, pitch, roll] per test face")
+    if not np.all(np.isfinite(poses)):
+        raise DataError(source, "'test_poses' must be finite degrees")
 
 
 def summarise(results: dict, *, threshold: float = 0.1, confidence: float = 0.95, alpha: float = 0.05) -> dict:
@@ -179,12 +215,8 @@ def summarise(results: dict, *, threshold: float = 0.1, confidence: float = 0.95
     order = sorted(range(len(entries)), key=lambda i: (entries[i]["metrics"]["nme_inter_ocular_pct"]["mean"], i))
     ranking = [entries[i]["name"] for i in order]
 
-    pairs = []
-    for i, name_a in enumerate(ranking):
-        for name_b in ranking[i + 1 :]:
-            pairs.append(_compare(name_a, name_b, runs_by_entry, confidence, alpha))
-
-    return {
+    pairs = _pairs(ranking, runs_by_entry, confidence, alpha)
+    summary = {
         "threshold": threshold,
         "confidence": confidence,
         "alpha": alpha,
@@ -192,9 +224,12 @@ def summarise(results: dict, *, threshold: float = 0.1, confidence: float = 0.95
         "entries": entries,
         "ranking": ranking,
         "pairs": pairs,
-        "verdict": _verdict(entries, ranking, pairs, alpha),
+        "verdict": _verdict(entries, ranking, pairs, alpha, confidence),
         "ced": "pooled over seeds (equal to the average of the per-seed CED curves, since every seed has the same faces)",
     }
+    if results.get("test_poses") is not None:
+        summary["pose"] = summarise_pose(results["test_poses"], runs_by_entry, ranking, confidence, alpha)
+    return summary
 
 
 # ------------------------------------------------------------------------- computations
@@ -208,38 +243,27 @@ def _group_runs(runs) -> dict[str, list[dict]]:
     return groups
 
 
-def _nme_matrix(runs, kind: str = "inter_ocular") -> np.ndarray:
-    """(seeds, faces) per-face NME fractions of one entry."""
-    return np.array([np.asarray(run["nme"][kind], dtype=np.float64) for run in runs])
-
-
-def _over_seeds(per_seed) -> dict:
-    per_seed = [float(v) for v in per_seed]
-    mean, std = mean_std(per_seed)
-    return {"mean": mean, "std": std, "per_seed": per_seed}
-
-
 def _nme_kinds(runs) -> list[str]:
     return list(REQUIRED_NME) + [k for k in OPTIONAL_NME if all(k in run["nme"] for run in runs)]
 
 
 def _summarise_entry(name: str, runs: list[dict], threshold: float, attributes: dict) -> dict:
-    inter_ocular = _nme_matrix(runs)
+    inter_ocular = nme_matrix(runs)
     metrics = {}
     for kind in _nme_kinds(runs):
-        metrics[f"nme_{kind}_pct"] = _over_seeds(100.0 * _nme_matrix(runs, kind).mean(axis=1))
-    metrics["fr_pct"] = _over_seeds([100.0 * failure_rate(nmes, threshold) for nmes in inter_ocular])
-    metrics["auc"] = _over_seeds([auc(nmes, threshold) for nmes in inter_ocular])
+        metrics[f"nme_{kind}_pct"] = over_seeds(100.0 * nme_matrix(runs, kind).mean(axis=1))
+    metrics["fr_pct"] = over_seeds([100.0 * failure_rate(nmes, threshold) for nmes in inter_ocular])
+    metrics["auc"] = over_seeds([auc(nmes, threshold) for nmes in inter_ocular])
 
     seconds = [run.get("train_seconds") for run in runs]
     train_seconds = None
     if all(isinstance(s, (int, float)) for s in seconds):
-        train_seconds = {**_over_seeds(seconds), "total": float(sum(seconds))}
+        train_seconds = {**over_seeds(seconds), "total": float(sum(seconds))}
 
     subsets = {}
     for subset, flags in attributes.items():
         mask = np.asarray(flags).astype(bool)
-        stat = _over_seeds(100.0 * inter_ocular[:, mask].mean(axis=1)) if mask.any() else None
+        stat = over_seeds(100.0 * inter_ocular[:, mask].mean(axis=1)) if mask.any() else None
         subsets[subset] = {"num_faces": int(mask.sum()), "nme_inter_ocular_pct": stat}
 
     return {
@@ -256,42 +280,70 @@ def _summarise_entry(name: str, runs: list[dict], threshold: float, attributes: 
     }
 
 
-def _compare(name_a: str, name_b: str, runs_by_entry: dict, confidence: float, alpha: float) -> dict:
-    result = paired_comparison(_nme_matrix(runs_by_entry[name_a]), _nme_matrix(runs_by_entry[name_b]), confidence)
-    diff = result["mean_difference"]
-    better = name_a if diff < 0 else name_b if diff > 0 else None
-    ranks_favour = {"a": name_a, "b": name_b, None: None}[result["ranks_favour"]]
-    p = result["wilcoxon_p"]
-    return {
-        "a": name_a,
-        "b": name_b,
-        "num_faces": result["num_faces"],
-        "mean_difference_pct": 100.0 * diff,
-        "ci_low_pct": None if result["ci_low"] is None else 100.0 * result["ci_low"],
-        "ci_high_pct": None if result["ci_high"] is None else 100.0 * result["ci_high"],
-        "confidence": confidence,
-        "t_critical": result["t_critical"],
-        "df": result["df"],
-        "wilcoxon_statistic": result["wilcoxon_statistic"],
-        "wilcoxon_p": p,
-        "ranks_favour": ranks_favour,
-        "better": better,
-        # A lead counts only if the test rejects and the ranks point the same way as the means.
-        "significant": bool(p is not None and p < alpha and better is not None and ranks_favour == better),
-    }
+def _pairs(ranking: list[str], runs_by_entry: dict, confidence: float, alpha: float) -> list[dict]:
+    """Every pair (A ranked above B): the face-level test, Holm over all pairs, the seed-level test."""
+    raw = []
+    for i, name_a in enumerate(ranking):
+        for name_b in ranking[i + 1 :]:
+            runs_a, runs_b = runs_by_entry[name_a], runs_by_entry[name_b]
+            raw.append(face_pair(name_a, name_b, nme_matrix(runs_a), nme_matrix(runs_b), confidence))
+    pairs = holm_family(raw, alpha)
+    for pair in pairs:
+        pair["seed_level"] = _seed_level(pair, runs_by_entry[pair["a"]], runs_by_entry[pair["b"]], confidence)
+    return pairs
 
 
-def _verdict(entries: list[dict], ranking: list[str], pairs: list[dict], alpha: float) -> dict:
+def _seed_level(pair: dict, runs_a: list[dict], runs_b: list[dict], confidence: float) -> dict:
+    """Per-seed differences of the mean inter-ocular NME over all faces (in % points), paired
+    by seed number; "agree": the seeds whose difference favours the face-level "better"."""
+    seed_means_a = {run["seed"]: float(np.mean(run["nme"]["inter_ocular"])) for run in runs_a}
+    seed_means_b = {run["seed"]: float(np.mean(run["nme"]["inter_ocular"])) for run in runs_b}
+    result = seed_level_comparison(seed_means_a, seed_means_b, confidence)
+    agree = None
+    if pair["better"] is not None:
+        agree = result["negative"] if pair["better"] == pair["a"] else result["positive"]
+    pct = {key: None if result[key] is None else 100.0 * result[key] for key in ("mean_difference", "ci_low", "ci_high")}
+    return {"seeds": result["seeds"], "num_seeds": len(result["seeds"]),
+            "differences_pct": [100.0 * d for d in result["differences"]],
+            "mean_difference_pct": pct["mean_difference"], "ci_low_pct": pct["ci_low"], "ci_high_pct": pct["ci_high"],
+            "t_critical": result["t_critical"], "df": result["df"], "agree": agree}
+
+
+def _p_text(pair: dict) -> str:
+    """'(Wilcoxon p = ...)', followed by the Holm-adjusted p when the family has several pairs."""
+    text = f"(Wilcoxon p = {fmt_p(pair['wilcoxon_p'])})"
+    if pair["holm_family_size"] > 1:
+        text += f" after Holm's adjustment over {pair['holm_family_size']} pairs (adjusted p = {fmt_p(pair['wilcoxon_p_holm'])})"
+    return text
+
+
+def _seed_text(pair: dict, confidence: float) -> str:
+    seed = pair["seed_level"]
+    if seed["num_seeds"] == 0:
+        return "The two share no seed: no seed-level test."
+    if seed["num_seeds"] == 1:
+        return "One seed: no seed-level test."
+    text = "Seed by seed, "
+    if seed["agree"] is not None:
+        text += f"**{pair['better']}** errs less in {seed['agree']} of {seed['num_seeds']} seeds; "
+    interval = fmt_interval(seed["ci_low_pct"], seed["ci_high_pct"])
+    return text + (f"the mean per-seed Δ is {seed['mean_difference_pct']:+.3f} points, "
+                   f"{100 * confidence:g}% t-interval over seeds {interval}.")
+
+
+def _verdict(entries: list[dict], ranking: list[str], pairs: list[dict], alpha: float, confidence: float) -> dict:
     means = {e["name"]: e["metrics"]["nme_inter_ocular_pct"]["mean"] for e in entries}
     best = ranking[0]
+    verdict = {"best": best, "runner_up": None, "lead_pct": None, "wilcoxon_p": None, "wilcoxon_p_holm": None,
+               "significant": False}
     if len(ranking) == 1:
         text = f"only one entry, **{best}** (mean inter-ocular NME {means[best]:.3f} %); nothing to compare."
-        return {"best": best, "runner_up": None, "lead_pct": None, "wilcoxon_p": None, "significant": False, "text": text}
+        return {**verdict, "text": text}
 
     runner_up = ranking[1]
     pair = next(p for p in pairs if p["a"] == best and p["b"] == runner_up)
     lead = means[runner_up] - means[best]
-    p = pair["wilcoxon_p"]
+    p, p_holm = pair["wilcoxon_p"], pair["wilcoxon_p_holm"]
     if pair["better"] is None:
         text = f"**{best}** and **{runner_up}** tie on mean inter-ocular NME ({means[best]:.3f} %)."
     else:
@@ -302,43 +354,22 @@ def _verdict(entries: list[dict], ranking: list[str], pairs: list[dict], alpha: 
         if p is None:
             text += "the two agree on every face, so there is nothing to test."
         elif pair["significant"]:
-            text += f"the lead is significant at {alpha:g} (Wilcoxon p = {_fmt_p(p)})."
-        elif p < alpha:
+            text += f"the lead is significant at {alpha:g} {_p_text(pair)}."
+        elif p_holm < alpha:
+            holm = "" if pair["holm_family_size"] == 1 else f", Holm-adjusted p = {fmt_p(p_holm)},"
             text += (
-                f"the means and the signed-rank test disagree (Wilcoxon p = {_fmt_p(p)} but the ranks favour "
+                f"the means and the signed-rank test disagree (Wilcoxon p = {fmt_p(p)}{holm} but the ranks favour "
                 f"{pair['ranks_favour']}), so the lead is not established."
             )
         else:
-            text += f"the lead is not significant at {alpha:g} (Wilcoxon p = {_fmt_p(p)})."
-    return {"best": best, "runner_up": runner_up, "lead_pct": lead, "wilcoxon_p": p, "significant": pair["significant"], "text": text}
+            text += f"the lead is not significant at {alpha:g} {_p_text(pair)}."
+    text += " " + _seed_text(pair, confidence)
+    return {**verdict, "runner_up": runner_up, "lead_pct": lead, "wilcoxon_p": p, "wilcoxon_p_holm": p_holm,
+            "significant": pair["significant"], "seeds_agree": pair["seed_level"]["agree"],
+            "num_seeds": pair["seed_level"]["num_seeds"], "text": text}
 
 
 # ---------------------------------------------------------------------------- markdown
-
-
-def _fmt_stat(stat: dict | None, digits: int) -> str:
-    """'mean ± std' with `digits` decimals; the mean alone for one seed; '—' for no data."""
-    if stat is None:
-        return "—"
-    if stat["std"] is None:
-        return f"{stat['mean']:.{digits}f}"
-    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
-
-
-def _fmt_p(p: float | None) -> str:
-    if p is None:
-        return "—"
-    return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
-
-
-def _cell(text) -> str:
-    return str(text).replace("|", "\\|")
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
-    return lines
 
 
 def render_markdown(results: dict, summary: dict) -> str:
@@ -348,7 +379,8 @@ def render_markdown(results: dict, summary: dict) -> str:
     lines += _about_section(results, summary)
     lines += _results_section(summary)
     lines += _pairs_section(summary)
-    lines += _subsets_section(summary)
+    lines += subsets_section(summary)
+    lines += pose_section(summary)
     lines += _training_section(summary)
     lines += ["## Curves", "", "![CED curves](ced.png)", "", f"CED of the inter-ocular NME up to {thr}, {summary['ced']}.", ""]
     lines += ["![Training curves](training.png)", "", "Training loss and validation NME per epoch; thin lines are single seeds, thick lines the mean over seeds.", ""]
@@ -392,10 +424,10 @@ def _results_section(summary: dict) -> list[str]:
         m = e["metrics"]
         rows.append(
             [e["name"]]
-            + [_fmt_stat(m[f"nme_{k}_pct"], 3) for k in kinds]
-            + [_fmt_stat(m["fr_pct"], 2), _fmt_stat(m["auc"], 4), str(e["num_seeds"]), str(e["num_test_faces"])]
+            + [fmt_stat(m[f"nme_{k}_pct"], 3) for k in kinds]
+            + [fmt_stat(m["fr_pct"], 2), fmt_stat(m["auc"], 4), str(e["num_seeds"]), str(e["num_test_faces"])]
         )
-    lines = ["## Results on the test faces", ""] + _table(header, rows) + [""]
+    lines = ["## Results on the test faces", ""] + table(header, rows) + [""]
     lines += [
         "Rows are ranked by mean inter-ocular NME. Each metric is computed per seed over all test faces, "
         "then given as mean ± sample standard deviation (ddof=1) over seeds; with a single seed only the mean is shown. "
@@ -417,52 +449,58 @@ def _pairs_section(summary: dict) -> list[str]:
         return []
     conf = f"{100 * summary['confidence']:g}"
     alpha = f"{summary['alpha']:g}"
-    header = ["A", "B", "Faces", "Mean Δ A − B (% points)", f"{conf}% CI", "Wilcoxon p", "Better"]
+    header = ["A", "B", "Faces", "Mean Δ A − B (% points)", f"{conf}% CI", "Wilcoxon p", "Holm p", "Better"]
     rows = []
     for p in summary["pairs"]:
-        if p["ci_low_pct"] is None:
-            ci = "—"
-        else:
-            ci = f"[{p['ci_low_pct']:.3f}, {p['ci_high_pct']:.3f}]"
-        if p["better"] is None:
-            better = "tie"
-        elif p["significant"]:
-            better = f"{p['better']} (p < {alpha})"
-        elif p["wilcoxon_p"] is not None and p["wilcoxon_p"] < summary["alpha"]:
-            better = f"unclear (mean: {p['better']}, ranks: {p['ranks_favour']})"
-        else:
-            better = f"{p['better']} (n.s.)"
-        rows.append([p["a"], p["b"], str(p["num_faces"]), f"{p['mean_difference_pct']:+.3f}", ci, _fmt_p(p["wilcoxon_p"]), better])
+        rows.append([p["a"], p["b"], str(p["num_faces"]), f"{p['mean_difference_pct']:+.3f}",
+                     fmt_interval(p["ci_low_pct"], p["ci_high_pct"]), fmt_p(p["wilcoxon_p"]),
+                     fmt_p(p["wilcoxon_p_holm"]), better_cell(p, summary["alpha"])])
     return (
         ["## Paired comparisons (inter-ocular NME, same test faces)", ""]
-        + _table(header, rows)
+        + table(header, rows)
         + [
             "",
             "Each entry's per-face NME is first averaged over its seeds; Δ is the per-face difference A − B "
             f"(negative: A errs less). The {conf}% interval is a Student-t interval of the mean Δ over faces; it reflects "
-            "face-to-face variation, not seed-to-seed variation. p is the two-sided Wilcoxon signed-rank test on the "
-            f"per-face Δ (scipy.stats.wilcoxon, zero differences dropped). A lead is significant when p < {alpha} and the "
-            "signed ranks favour the entry with the lower mean. p-values are not adjusted for multiple comparisons.",
+            "face-to-face variation, not seed-to-seed variation (see the seed-level comparisons). Wilcoxon p is the "
+            "two-sided Wilcoxon signed-rank test on the per-face Δ (scipy.stats.wilcoxon, zero differences dropped); "
+            "Holm p is that p adjusted by Holm's step-down method over the family of all pairs "
+            f"({_family_size(summary['pairs'])} with a defined p). A lead is significant when the Holm-adjusted p < {alpha} and the "
+            "signed ranks favour the entry with the lower mean; the verdict uses the same rule.",
             "",
         ]
+        + _seed_section(summary)
     )
 
 
-def _subsets_section(summary: dict) -> list[str]:
-    entries = summary["entries"]
-    subsets = list(entries[0]["subsets"])
-    if not subsets:
-        return []
-    header = ["Entry"] + [f"{s} ({entries[0]['subsets'][s]['num_faces']})" for s in subsets]
+def _family_size(pairs: list[dict]) -> int:
+    return pairs[0]["holm_family_size"] if pairs else 0
+
+
+def _seed_section(summary: dict) -> list[str]:
+    lines = ["## Seed-level comparisons (inter-ocular NME)", ""]
+    if max(p["seed_level"]["num_seeds"] for p in summary["pairs"]) < 2:
+        return lines + ["One seed: no seed-level test.", ""]
+    conf = f"{100 * summary['confidence']:g}"
+    header = ["A", "B", "Seeds", "Δ A − B per seed (% points)", "Mean Δ", f"{conf}% t-interval over seeds",
+              "Seeds agreeing"]
     rows = []
-    for name in summary["ranking"]:
-        e = next(x for x in entries if x["name"] == name)
-        rows.append([name] + [_fmt_stat(e["subsets"][s]["nme_inter_ocular_pct"], 3) for s in subsets])
-    return (
-        ["## Subsets (inter-ocular NME %)", ""]
-        + _table(header, rows)
-        + ["", "Column headers give the number of test faces in the subset; mean ± std over seeds as above.", ""]
-    )
+    for p in summary["pairs"]:
+        seed = p["seed_level"]
+        per_seed = ", ".join(f"{s}: {d:+.3f}" for s, d in zip(seed["seeds"], seed["differences_pct"])) or "—"
+        mean = "—" if seed["mean_difference_pct"] is None else f"{seed['mean_difference_pct']:+.3f}"
+        agree = "—" if seed["agree"] is None else f"{seed['agree']} of {seed['num_seeds']}"
+        rows.append([p["a"], p["b"], str(seed["num_seeds"]), per_seed, mean,
+                     fmt_interval(seed["ci_low_pct"], seed["ci_high_pct"]), agree])
+    return lines + table(header, rows) + [
+        "",
+        "Each seed's mean inter-ocular NME over all test faces, A minus B, for the seeds both entries ran (a seed "
+        "gives every entry the same batches). The mean of these equals the face-level mean Δ when both entries ran "
+        f"the same seeds; the {conf}% Student-t interval over seeds reflects seed-to-seed variation, and needs two "
+        "or more seeds. Seeds agreeing: how many seeds favour the entry that is better over the faces. A ranking "
+        "that holds in every seed agrees in all of them.",
+        "",
+    ]
 
 
 def _training_section(summary: dict) -> list[str]:
@@ -472,8 +510,8 @@ def _training_section(summary: dict) -> list[str]:
         epochs = sorted(set(e["epochs"]))
         epochs_text = str(epochs[0]) if len(epochs) == 1 else f"{epochs[0]}–{epochs[-1]}"
         t = e["train_seconds"]
-        rows.append([e["name"], str(e["num_seeds"]), epochs_text, _fmt_stat(t, 1), "—" if t is None else f"{t['total']:.1f}"])
-    return ["## Training", ""] + _table(header, rows) + [""]
+        rows.append([e["name"], str(e["num_seeds"]), epochs_text, fmt_stat(t, 1), "—" if t is None else f"{t['total']:.1f}"])
+    return ["## Training", ""] + table(header, rows) + [""]
 
 
 def _runs_section(results: dict, summary: dict) -> list[str]:
@@ -496,7 +534,7 @@ def _runs_section(results: dict, summary: dict) -> list[str]:
                     f"`{run['checkpoint']}`" if run.get("checkpoint") else "—",
                 ]
             )
-    return ["## Runs", ""] + _table(header, rows) + [""]
+    return ["## Runs", ""] + table(header, rows) + [""]
 
 
 def _reproduce_section(results: dict) -> list[str]:
@@ -537,7 +575,7 @@ def _plot_ced(runs_by_entry: dict, summary: dict, path: Path) -> None:
     by_name = {e["name"]: e for e in summary["entries"]}
     names = summary["ranking"]
     for name, color in zip(names, _colors(len(names))):
-        pooled = _nme_matrix(runs_by_entry[name]).ravel()
+        pooled = nme_matrix(runs_by_entry[name]).ravel()
         x, y = ced(pooled, threshold, CED_STEP)
         auc_mean = by_name[name]["metrics"]["auc"]["mean"]
         ax.plot(100.0 * np.asarray(x), y, color=color, linewidth=1.6, label=f"{name} (AUC {auc_mean:.4f})")

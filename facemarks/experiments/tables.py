@@ -1,0 +1,208 @@
+"""Building blocks of the comparison report (experiments/report.py) and its breakdowns.
+
+* Markdown primitives: `fmt_stat`, `fmt_p`, `table`.
+* Statistics over seeds and pairs of entries: `over_seeds`, `nme_matrix`, `face_pair`
+  (the face-level paired test of two entries) and `holm_family` (Holm's adjustment over a
+  family of pairs, and the "significant" flag that follows from it).
+* Breakdowns of the test faces: per subset (WFLW-style 0/1 flags) and per head-pose bin.
+
+The head-pose breakdown (`summarise_pose`, `pose_section`) bins the test faces by |yaw|
+and |roll| (stats.POSE_BIN_EDGES, poses estimated from the ground-truth landmarks). In each
+bin it gives every entry's inter-ocular NME (mean ± std over seeds) and compares the
+overall best entry (the first in the ranking) with each other entry on the faces of that
+bin: the question a reader asks is whether the winner's lead holds on turned and tilted
+faces. The k - 1 tests of one bin form one Holm family.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from facemarks.stats import holm_adjust, mean_std, paired_comparison, pose_bins
+
+# ------------------------------------------------------------------------- statistics
+
+
+def nme_matrix(runs, kind: str = "inter_ocular") -> np.ndarray:
+    """(seeds, faces) per-face NME fractions of one entry."""
+    return np.array([np.asarray(run["nme"][kind], dtype=np.float64) for run in runs])
+
+
+def over_seeds(per_seed) -> dict:
+    """{"mean", "std" (ddof=1; None for one seed), "per_seed"} of one value per seed."""
+    per_seed = [float(v) for v in per_seed]
+    mean, std = mean_std(per_seed)
+    return {"mean": mean, "std": std, "per_seed": per_seed}
+
+
+def _pct(value):
+    return None if value is None else 100.0 * value
+
+
+def face_pair(name_a: str, name_b: str, errors_a: np.ndarray, errors_b: np.ndarray, confidence: float) -> dict:
+    """The face-level paired test of entries A and B (stats.paired_comparison), in percent.
+
+    errors_*: (seeds, faces) fractions on the same faces. "significant" is left to
+    `holm_family`, which needs the whole family of pairs.
+    """
+    result = paired_comparison(errors_a, errors_b, confidence)
+    diff = result["mean_difference"]
+    return {
+        "a": name_a,
+        "b": name_b,
+        "num_faces": result["num_faces"],
+        "mean_difference_pct": 100.0 * diff,
+        "ci_low_pct": _pct(result["ci_low"]),
+        "ci_high_pct": _pct(result["ci_high"]),
+        "confidence": confidence,
+        "t_critical": result["t_critical"],
+        "df": result["df"],
+        "wilcoxon_statistic": result["wilcoxon_statistic"],
+        "wilcoxon_p": result["wilcoxon_p"],
+        "ranks_favour": {"a": name_a, "b": name_b, None: None}[result["ranks_favour"]],
+        "better": name_a if diff < 0 else name_b if diff > 0 else None,
+    }
+
+
+def holm_family(pairs: list[dict], alpha: float) -> list[dict]:
+    """Copies of `pairs` with "wilcoxon_p_holm" (Holm over these pairs), "holm_family_size"
+    (the number of defined p-values) and "significant"."""
+    adjusted = holm_adjust([p["wilcoxon_p"] for p in pairs])
+    size = sum(p is not None for p in adjusted)
+    out = []
+    for pair, p_holm in zip(pairs, adjusted):
+        # A lead counts only if the adjusted test rejects and the ranks point the same way as the means.
+        significant = p_holm is not None and p_holm < alpha and pair["better"] is not None
+        significant = bool(significant and pair["ranks_favour"] == pair["better"])
+        out.append({**pair, "wilcoxon_p_holm": p_holm, "holm_family_size": size, "significant": significant})
+    return out
+
+
+# ---------------------------------------------------------------------- head-pose bins
+
+
+def summarise_pose(poses, runs_by_entry: dict, ranking: list[str], confidence: float, alpha: float) -> dict:
+    """The head-pose breakdown of the summary (see the module docstring).
+
+    poses: (faces, 3) [yaw, pitch, roll] degrees of the test faces, in test_faces order.
+    Returns {"reference": the entry compared with the others, "axes": {"yaw": [bin], "roll":
+    [bin]}}, each bin {"label", "low", "high" (None: open), "num_faces", "nme_inter_ocular_pct":
+    {entry: over_seeds stat, None for an empty bin}, "pairs": [reference vs each other entry]}.
+    """
+    matrices = {name: nme_matrix(runs_by_entry[name]) for name in ranking}
+    axes = {}
+    for axis, bins in pose_bins(poses).items():
+        axes[axis] = [_pose_bin(b, matrices, ranking, confidence, alpha) for b in bins]
+    return {"reference": ranking[0], "axes": axes}
+
+
+def _pose_bin(pose_bin: dict, matrices: dict, ranking: list[str], confidence: float, alpha: float) -> dict:
+    mask = pose_bin["mask"]
+    num_faces = int(mask.sum())
+    nme = {name: over_seeds(100.0 * m[:, mask].mean(axis=1)) if num_faces else None for name, m in matrices.items()}
+    pairs = []
+    if num_faces:
+        reference = ranking[0]
+        pairs = [face_pair(reference, other, matrices[reference][:, mask], matrices[other][:, mask], confidence)
+                 for other in ranking[1:]]
+    return {"label": pose_bin["label"], "low": pose_bin["low"], "high": pose_bin["high"], "num_faces": num_faces,
+            "nme_inter_ocular_pct": nme, "pairs": holm_family(pairs, alpha)}
+
+
+# ---------------------------------------------------------------------------- markdown
+
+
+def fmt_stat(stat: dict | None, digits: int) -> str:
+    """'mean ± std' with `digits` decimals; the mean alone for one seed; '—' for no data."""
+    if stat is None:
+        return "—"
+    if stat["std"] is None:
+        return f"{stat['mean']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None:
+        return "—"
+    return f"{p:.4f}" if p >= 1e-4 else f"{p:.1e}"
+
+
+def fmt_interval(low: float | None, high: float | None) -> str:
+    return "—" if low is None else f"[{low:.3f}, {high:.3f}]"
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def better_cell(pair: dict, alpha: float) -> str:
+    """Who errs less in a pair, and whether the Holm-adjusted test backs it."""
+    if pair["better"] is None:
+        return "tie"
+    if pair["significant"]:
+        return f"{pair['better']} (p < {alpha:g})"
+    p_holm = pair["wilcoxon_p_holm"]
+    if p_holm is not None and p_holm < alpha:
+        return f"unclear (mean: {pair['better']}, ranks: {pair['ranks_favour']})"
+    return f"{pair['better']} (n.s.)"
+
+
+def subsets_section(summary: dict) -> list[str]:
+    entries = summary["entries"]
+    subsets = list(entries[0]["subsets"])
+    if not subsets:
+        return []
+    header = ["Entry"] + [f"{s} ({entries[0]['subsets'][s]['num_faces']})" for s in subsets]
+    rows = []
+    for name in summary["ranking"]:
+        e = next(x for x in entries if x["name"] == name)
+        rows.append([name] + [fmt_stat(e["subsets"][s]["nme_inter_ocular_pct"], 3) for s in subsets])
+    return (
+        ["## Subsets (inter-ocular NME %)", ""]
+        + table(header, rows)
+        + ["", "Column headers give the number of test faces in the subset; mean ± std over seeds as above.", ""]
+    )
+
+
+def pose_section(summary: dict) -> list[str]:
+    """Per-bin NME tables (one per axis) and the per-bin paired tests; [] without poses."""
+    pose = summary.get("pose")
+    if not pose:
+        return []
+    lines = ["## Results by head pose (inter-ocular NME %)", "",
+             "Head pose of each test face is estimated from its ground-truth landmarks; faces are binned by "
+             "the absolute yaw (turn left/right) and the absolute roll (in-plane tilt), lower edge included. "
+             "Column headers give the number of test faces in the bin; mean ± std over seeds as above.", ""]
+    for axis, bins in pose["axes"].items():
+        header = ["Entry"] + [f"{axis} {b['label']} ({b['num_faces']})" for b in bins]
+        rows = [[name] + [fmt_stat(b["nme_inter_ocular_pct"][name], 3) for b in bins] for name in summary["ranking"]]
+        lines += table(header, rows) + [""]
+    lines += _pose_pairs_lines(summary)
+    return lines
+
+
+def _pose_pairs_lines(summary: dict) -> list[str]:
+    pose = summary["pose"]
+    if len(summary["ranking"]) < 2:
+        return []
+    conf, alpha = f"{100 * summary['confidence']:g}", summary["alpha"]
+    header = ["Bin", "A", "B", "Faces", "Mean Δ A − B (% points)", f"{conf}% CI", "Wilcoxon p", "Holm p", "Better"]
+    rows = []
+    for axis, bins in pose["axes"].items():
+        for b in bins:
+            for p in b["pairs"]:
+                rows.append([f"{axis} {b['label']}", p["a"], p["b"], str(p["num_faces"]), f"{p['mean_difference_pct']:+.3f}",
+                             fmt_interval(p["ci_low_pct"], p["ci_high_pct"]), fmt_p(p["wilcoxon_p"]),
+                             fmt_p(p["wilcoxon_p_holm"]), better_cell(p, alpha)])
+    return (
+        [f"### Paired comparisons per pose bin (**{pose['reference']}**, the best overall, against each other entry)", ""]
+        + table(header, rows)
+        + ["", "Computed as in the paired comparisons above, on the faces of each bin only. Holm's adjustment is "
+               "applied within each bin, over that bin's comparisons; empty bins have none.", ""]
+    )
