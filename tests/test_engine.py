@@ -118,7 +118,7 @@ def test_the_config_entry_keeps_the_models_kwargs():
     ("optim: {lr: -0.1}", "optim.lr", "positive"),
     ("optim: {optimizer: adam}", "optim.optimizer", "valid: adamw, sgd"),
     ("optim: {schedule: linear}", "optim.schedule", "valid: cosine, step"),
-    ("data: {sampler: balanced}", "data.sampler", "valid: uniform"),
+    ("data: {sampler: balanced}", "data.sampler", "valid: pose_balanced, uniform"),
     ("crop: {policy: circle}", "crop", "valid: align, box"),
     ("augment: {params: {rotation: -5}}", "augment.params", "rotation"),
     ("task: {name: distill}", "task.teacher", "teacher"),

@@ -1,5 +1,9 @@
 """Network inputs from a crop cache: FaceCrops (one warp and photometric augmentation per
-sample, drawn from (seed, epoch, index)) and the DataLoader around it."""
+sample, drawn from (seed, epoch, index)) and the DataLoader around it.
+
+A sampler that visits a face more than once in an epoch asks for `index + k * N` for its
+k-th copy (N faces, see facemarks.data.samplers): the face is `key % N` and the draw comes
+from (seed, epoch, key), so copies differ and copy 0 draws what the plain index always did."""
 
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ class FaceCrops(Dataset):
     Items: {"image": uint8 (3, S, S), "points": float32 (N, 2) normalised to [0, 1] of the
     input, "matrix": float64 (2, 3) cache -> input pixels, "index": int}. With augment=None
     the item is the plain crop used for evaluation. The crop is whatever the cache's crop
-    policy made (box or aligned); augmentation is drawn from (seed, epoch, index).
+    policy made (box or aligned); augmentation is drawn from (seed, epoch, key) for the key
+    asked for (`index + copy * N`, see the module docstring); "index" is the face's index.
     """
 
     def __init__(self, cache: CropCache, input_size: int, augment: augment.AugmentConfig | None = None,
@@ -36,11 +41,12 @@ class FaceCrops(Dataset):
     def __len__(self) -> int:
         return len(self.cache)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int) -> dict:
+        index = int(key) % len(self.cache)
         if self.augment is None:
             params = augment.AugmentParams()  # the identity: a plain crop
         else:
-            params = augment.sample_augmentation(np.random.default_rng([self.seed, self.epoch, index]), self.augment)
+            params = augment.sample_augmentation(np.random.default_rng([self.seed, self.epoch, int(key)]), self.augment)
         image, points, matrix = augment.augment_sample(
             np.asarray(self.cache.images[index]), self.cache.points[index], self.cache.windows[index], params,
             self.input_size, self.cache.window_margin, self.flip_permutation)

@@ -11,6 +11,13 @@ Compare entries (`losses:`) are written either as strings -- a loss spec for the
 model (`wing:w=10,epsilon=2`) or `MODEL+LOSS` (`dsnet_heatmap+awing`) -- or as mappings
 that need no string parsing: `{model: dsnet, loss: wing, params: {w: 10, epsilon: 2}}`
 (`model` may itself be a mapping `{name, kwargs, pretrained}`; `name` sets the label).
+
+A mapping entry may also train under other data conditions than the config's:
+`overrides: {data: {sampler, sampler_params}, augment: {enabled, params}}`.
+Each key given replaces that field of the config for this entry only (`config_for_entry`;
+training sampling and augmentation only: the test set, the crop and the validation faces
+stay those of the config, so every entry is still evaluated on the same crops). An entry
+with overrides needs a `name`, its label in reports and run folders.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ class DataConfig:
     cache_dir: str | None = None     # crop cache; default $FACEMARKS_CACHE or ~/.cache/facemarks
     num_workers: int = 0             # DataLoader worker processes (0: load in the training process)
     sampler: str = "uniform"         # order of training samples (facemarks.data.samplers)
+    sampler_params: dict = field(default_factory=dict)  # the sampler's parameters (see its PARAMS)
 
 
 @dataclass
@@ -111,15 +119,25 @@ class Config:
 
 @dataclass
 class Entry:
-    """One compared configuration: a model (with its kwargs) and a loss with its parameters."""
+    """One compared configuration: a model (with its kwargs), a loss with its parameters and
+    the config fields it trains with instead of the config's (`overrides`, see the module doc)."""
 
     label: str
     model: ModelConfig
     loss: str
     params: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if not self.overrides:  # an entry without overrides is written as before (resumable runs)
+            del values["overrides"]
+        return values
+
+
+# Fields an entry may override: what is sampled and how it is augmented for training, never
+# what the entries are evaluated on (test split, crop, validation faces, input size).
+OVERRIDABLE = {"data": ("sampler", "sampler_params"), "augment": ("enabled", "params")}
 
 
 # ----------------------------------------------------------------------------- reading
@@ -234,9 +252,9 @@ def parse_entry(entry, config: Config, source: str, key: str) -> Entry:
 
 
 def _entry_from_mapping(entry: dict, config: Config, source: str, key: str) -> Entry:
-    unknown = sorted(set(entry) - {"model", "loss", "params", "name"})
+    unknown = sorted(set(entry) - {"model", "loss", "params", "name", "overrides"})
     if unknown:
-        raise ConfigError(source, f"{key}.{unknown[0]}", "unknown key; valid: loss, model, name, params")
+        raise ConfigError(source, f"{key}.{unknown[0]}", "unknown key; valid: loss, model, name, overrides, params")
     if not isinstance(entry.get("loss"), str):
         raise ConfigError(source, f"{key}.loss", f"must name a loss, got {entry.get('loss')!r}")
     params = entry.get("params") or {}
@@ -249,9 +267,47 @@ def _entry_from_mapping(entry: dict, config: Config, source: str, key: str) -> E
         model = _model_for(model, config)
     else:
         raise ConfigError(source, f"{key}.model", f"must be a model name or mapping, got {model!r}")
+    overrides = _parse_overrides(entry.get("overrides"), source, f"{key}.overrides")
+    if overrides and not entry.get("name"):
+        raise ConfigError(source, f"{key}.name", "an entry with overrides needs a name (its label in the report and "
+                                                 "its run folders), e.g. name: pose_balanced")
     label = entry.get("name") or f"{model.name}+{entry['loss']}" + (
         ":" + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
-    return Entry(str(label), model, entry["loss"], dict(params))
+    return Entry(str(label), model, entry["loss"], dict(params), overrides)
+
+
+def _parse_overrides(overrides, source: str, key: str) -> dict:
+    """An entry's overrides, checked for their keys and types (values are checked by validate)."""
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(source, key, f"must be a mapping like {{data: {{sampler: pose_balanced}}}}, got {overrides!r}")
+    hints = typing.get_type_hints(Config)
+    for section, values in overrides.items():
+        if section not in OVERRIDABLE:
+            raise ConfigError(source, f"{key}.{section}", f"cannot differ between entries (every entry is trained "
+                                                          f"and evaluated alike); overridable: {', '.join(OVERRIDABLE)}")
+        if not isinstance(values, dict):
+            raise ConfigError(source, f"{key}.{section}", f"must be a mapping, got {values!r}")
+        for name in values:
+            if name not in OVERRIDABLE[section]:
+                raise ConfigError(source, f"{key}.{section}.{name}",
+                                  f"cannot differ between entries: it would change the test or validation faces, "
+                                  f"their crops or the model's input; an entry may override {section}."
+                                  f"{{{', '.join(OVERRIDABLE[section])}}}")
+        _build(hints[section], values, source, f"{key}.{section}.")  # types, with the key named
+    return {section: dict(values) for section, values in overrides.items()}
+
+
+def config_for_entry(config: Config, entry: Entry) -> Config:
+    """The config `entry` trains with: a copy of `config` with the entry's overrides applied
+    (each key given replaces that field); `config` itself when it has none."""
+    if not entry.overrides:
+        return config
+    values = to_dict(config)
+    for section, fields in entry.overrides.items():
+        values[section].update(fields)
+    return from_dict(values, f"entry {entry.label!r}")
 
 
 def _model_for(name: str, config: Config) -> ModelConfig:
@@ -277,6 +333,8 @@ def validate(config: Config, source: str = "<config>") -> list[Entry]:
     entries = [parse_entry(e, config, source, f"losses[{i}]") for i, e in enumerate(config.losses)]
     for i, entry in enumerate(entries):
         check_entry(entry, source, f"losses[{i}] ({entry.label})")
+        if entry.overrides:
+            _check_training_data(config_for_entry(config, entry), source, f"losses[{i}].overrides.")
     labels = [e.label for e in entries]
     if len(set(labels)) != len(labels):
         raise ConfigError(source, "losses", f"entries must differ; repeated: {sorted({x for x in labels if labels.count(x) > 1})}")
@@ -332,22 +390,41 @@ def _check_ranges(config: Config, source: str) -> None:
 def _check_names(config: Config, source: str) -> None:
     from facemarks import models
     from facemarks.data import formats
-    from facemarks.data.augment import AugmentConfig
-    from facemarks.registry import OPTIMIZERS, SAMPLERS, SCHEDULES, TASKS
+    from facemarks.registry import OPTIMIZERS, SCHEDULES, TASKS
 
-    checks = [("data.sampler", SAMPLERS, config.data.sampler), ("optim.optimizer", OPTIMIZERS, config.optim.optimizer),
+    checks = [("optim.optimizer", OPTIMIZERS, config.optim.optimizer),
               ("optim.schedule", SCHEDULES, config.optim.schedule), ("task.name", TASKS, config.task.name)]
     for key, registry, name in checks:
         if name not in registry:
             raise ConfigError(source, key, str(UnknownNameError(registry.kind, name, registry.names())))
     for key, check in (("model.name", lambda: models.kind(config.model.name)),
                        ("crop", lambda: crop_policy_of(config)),
-                       ("augment.params", lambda: AugmentConfig.from_dict(config.augment.params)),
                        ("data.spec", lambda: formats.parse_spec(config.data.spec))):
         try:
             check()
         except (FacemarksError, ValueError, TypeError) as exc:
             raise ConfigError(source, key, str(exc)) from None
+    _check_training_data(config, source, "")
+
+
+def _check_training_data(config: Config, source: str, prefix: str) -> None:
+    """The fields an entry may override (OVERRIDABLE): sampler and its parameters and
+    augmentation; errors name the key under `prefix` (an entry's overrides)."""
+    from facemarks.data.augment import AugmentConfig
+    from facemarks.data.samplers import SamplerParamError
+    from facemarks.registry import SAMPLERS
+
+    data = config.data
+    if data.sampler not in SAMPLERS:
+        raise ConfigError(source, f"{prefix}data.sampler", str(UnknownNameError(SAMPLERS.kind, data.sampler, SAMPLERS.names())))
+    try:
+        SAMPLERS.get(data.sampler).check_params(data.sampler_params)
+    except SamplerParamError as exc:
+        raise ConfigError(source, f"{prefix}data.sampler_params.{exc.key}", str(exc)) from None
+    try:
+        AugmentConfig.from_dict(config.augment.params)
+    except (FacemarksError, ValueError, TypeError) as exc:
+        raise ConfigError(source, f"{prefix}augment.params", str(exc)) from None
 
 
 def _check_task(config: Config, source: str) -> None:

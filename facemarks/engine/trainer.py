@@ -90,6 +90,7 @@ def fit(config: cfg.Config, entry: cfg.Entry | str, seed: int, out_dir, resume: 
     and log are written."""
     if isinstance(entry, str):
         entry = cfg.parse_entry(entry, config, "entry", "entry")
+    config = cfg.config_for_entry(config, entry)  # the entry's own sampling / augmentation, if it has any
     out_dir = Path(out_dir)
     ddp = distributed.setup()
     if ddp.is_main:
@@ -135,7 +136,8 @@ def prepare(config: cfg.Config, entry: cfg.Entry, seed: int, out_dir: Path, spli
     train_cache, val_cache = ddp.main_first(lambda: (build("train"), build("val")))
     augment = AugmentConfig.from_dict(config.augment.params) if config.augment.enabled else None
     train_set = FaceCrops(train_cache, config.input_size, augment, scheme.flip_permutation, seed)
-    sampler = build_sampler(config.data.sampler, splits["train"], seed, ddp.rank, ddp.world_size)
+    sampler = build_sampler(config.data.sampler, splits["train"], seed, ddp.rank, ddp.world_size,
+                            config.data.sampler_params)
     loader = make_loader(train_set, sampler, config.batch_size // ddp.world_size, config.data.num_workers,
                          drop_last=True)
     if len(loader) == 0:
