@@ -161,10 +161,10 @@ def _orthographic_pose(pts, indices, where) -> HeadPose:
     the mean face to the points, its rows made orthonormal (the nearest rotation rows)."""
     model = MEAN_FACE[indices] - MEAN_FACE[indices].mean(axis=0)
     image = pts[indices] - pts[indices].mean(axis=0)
-    linear, _, rank, _ = np.linalg.lstsq(model, image, rcond=None)  # image = model @ linear
-    if rank < 3:
+    linear = np.linalg.lstsq(model, image, rcond=None)[0]  # image = model @ linear
+    u, scales, vt = np.linalg.svd(linear.T, full_matrices=False)  # (2, 3) = u s vt
+    if not scales[1] > 1e-6 * scales[0] > 0:  # the image of the face is flat: no rotation to find
         raise DataError(where, "head pose: the landmarks are degenerate (all on one line or point)")
-    u, _, vt = np.linalg.svd(linear.T, full_matrices=False)  # (2, 3) = u s vt
     rows = u @ vt
     rotation = np.vstack([rows, np.cross(rows[0], rows[1])])
     return pose_from_rotation(rotation)
