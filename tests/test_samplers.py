@@ -321,3 +321,26 @@ def test_epoch_length_sets_the_steps(tiny_render, tmp_path):
     result = fit(config, "wing", 0, tmp_path / "run", progress=False, record_batches=True)
     num_train = len(formats.load(tiny_render, "train"))
     assert len(result["batch_digests"]) == math.floor(2 * num_train / 8)
+
+
+def test_the_pose_config_reads_300w_by_a_relative_path_and_balances_it(data_300w, monkeypatch):
+    """The shipped config's spec is relative to the repository (300w:../shared/data/300w); the
+    300W reader once joined it twice and refused every image as outside the dataset."""
+    import os
+
+    from facemarks.data.splits import load_splits
+
+    repo = cfg_path("").parent
+    monkeypatch.chdir(repo)
+    config = cfg.load(cfg_path("cpu_300w_pose.yaml"))
+    config.data.spec = f"300w:{os.path.relpath(data_300w, repo)}"
+    splits = load_splits(config.data)
+    assert (len(splits["train"]) + len(splits["val"]), len(splits["test"])) == (2012, 554)  # shared/data/README.md
+    entry = cfg.validate(config)[1]
+    data = cfg.config_for_entry(config, entry).data
+    sampler = build_sampler(data.sampler, splits["train"], 0, params=data.sampler_params)
+    order = np.asarray(list(sampler)) % len(splits["train"])
+    yaw_bins = np.digitize(np.abs(sampler.poses[:, 0]), data.sampler_params["yaw_edges"])
+    counts = np.bincount(yaw_bins[order])
+    assert len(order) == len(splits["train"]) and np.abs(counts - len(order) / 3).max() < 1 + 1e-9
+    assert np.bincount(yaw_bins)[2] < len(order) / 3  # the |yaw| >= 30 faces are a thin bin, repeated

@@ -133,7 +133,8 @@ def read_face(pts_path: Path, subset: str, root: Path | None = None) -> Sample:
     image = find_image(pts_path)
     if image is None:
         raise DataError(pts_path, f"no image next to it (looked for {', '.join(IMAGE_SUFFIXES[:3])})")
-    image = image_inside(pts_path.parent if root is None else root, image, pts_path)
+    # absolute: `image` already includes the root, and a relative root (300w:../data) would be joined twice
+    image = image_inside(pts_path.parent if root is None else root, image.absolute(), pts_path)
     check_inside_image(landmarks, image, pts_path)
     return Sample(
         image_path=str(image),
