@@ -320,3 +320,40 @@ def test_one_euro_frame_rate_and_timestamps_agree():
     np.testing.assert_allclose(by_rate, by_time, rtol=0, atol=1e-9)
     with pytest.raises(ValueError, match="positive"):
         OneEuroFilter(min_cutoff=0)
+
+
+# ----------------------------------------------------------------------------- evaluate --jitter
+
+
+def synthetic_csv(folder: Path, faces: int = 3) -> str:
+    """`csv:` spec of a few rendered synthetic faces, all in split "test"."""
+    import cv2
+
+    from facemarks.data.synthetic.renderer import generate_face
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = ["image," + ",".join(f"x{i},y{i}" for i in range(68)) + ",split"]
+    for index in range(faces):
+        image, points, _ = generate_face(0, index)
+        cv2.imwrite(str(folder / f"{index}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        rows.append(",".join([f"{index}.png", *(f"{v:.4f}" for v in points.ravel()), "test"]))
+    (folder / "faces.csv").write_text("\n".join(rows) + "\n")
+    return f"csv:{folder / 'faces.csv'}"
+
+
+def test_evaluate_jitter_reports_per_face_values_and_refuses_k_below_2(tmp_path, capsys):
+    import json
+
+    from facemarks.cli import main
+
+    weights = str(Path(__file__).resolve().parents[1] / "facemarks" / "weights" / "dsnet_heatmap_300w.pt")
+    spec = synthetic_csv(tmp_path / "faces")
+    common = ["evaluate", "--checkpoint", weights, "--data", spec, "--split", "test", "--cache-dir", str(tmp_path / "c")]
+    assert main(common + ["--jitter", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--jitter" in err[0] and "Traceback" not in err[0]
+    assert main(common + ["--jitter", "3", "--out", str(tmp_path / "out")]) == 0
+    assert "perturbation jitter" in capsys.readouterr().out
+    jitter = json.loads((tmp_path / "out" / "evaluation.json").read_text())["jitter"]
+    assert jitter["k"] == 3 and len(jitter["per_face"]) == 3
+    assert jitter["mean"] == pytest.approx(np.mean(jitter["per_face"]), rel=1e-12) and jitter["mean"] > 0

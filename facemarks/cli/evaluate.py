@@ -10,6 +10,7 @@ import torch
 
 from facemarks.cli.common import add_batch_size, add_cache_dir, add_checkpoint, add_device, add_out, add_threads
 from facemarks.engine.evaluate import evaluate_checkpoint, format_summary
+from facemarks.engine.stability import format_jitter, jitter_checkpoint, jitter_summary
 from facemarks.errors import ConfigError
 from facemarks.fileio import check_writable, write_text
 from facemarks.inference.end_to_end import evaluate_end_to_end, format_end_to_end
@@ -39,6 +40,11 @@ def add_arguments(parser) -> None:
     add_threads(parser)
     add_cache_dir(parser)
     add_out(parser, help_text="write evaluation.json (with per-face errors) into this folder")
+    parser.add_argument("--jitter", type=int, metavar="K",
+                        help="also measure perturbation jitter: K >= 2 perturbed versions of each crop (noise, "
+                             "brightness/contrast, JPEG, blur, sub-pixel shifts, zooms; without --flip-test), the "
+                             "standard deviation of their points in %% of the inter-ocular distance (facemarks.engine."
+                             "stability)")
 
 
 def run(args) -> int:
@@ -47,6 +53,8 @@ def run(args) -> int:
     if args.detector and (args.flip_test or args.first_stage):
         raise ConfigError("command line", "--detector", "end-to-end evaluation runs the predictor as it is used, "
                                                         "without --flip-test or --first-stage")
+    if args.jitter is not None and args.jitter < 2:
+        raise ConfigError("command line", "--jitter", f"needs K >= 2 versions of each face, got {args.jitter}")
     if args.threads:
         torch.set_num_threads(args.threads)
     # End to end first: a bad boxes file is refused before any prediction.
@@ -59,6 +67,12 @@ def run(args) -> int:
     if end_to_end:
         result["end_to_end"] = end_to_end
         print(format_end_to_end(end_to_end))
+    if args.jitter:
+        found = jitter_checkpoint(args.checkpoint, args.data, args.split, args.jitter, batch_size=args.batch_size,
+                                  cache_dir=args.cache_dir, decoder=args.decoder, device=args.device,
+                                  first_stage=args.first_stage)
+        result["jitter"] = jitter_summary(found)
+        print(format_jitter(found))
     if args.out:
         path = Path(args.out) / "evaluation.json"
         write_text(path, json.dumps(result, indent=1))

@@ -230,6 +230,22 @@ def jitter_checkpoint(path, data_spec: str, split: str, k: int = 8, seed: int = 
                                k, seed, perturbations, batch_size, device, decoder)
 
 
+def jitter_summary(found: dict) -> dict:
+    """The JSON form of a `perturbation_jitter` result (% inter-ocular), per-face values kept."""
+    per_face = np.asarray(found["per_face"])
+    return {"k": found["k"], "seed": found["seed"], "perturbations": found["perturbations"],
+            "mean": found["jitter"], "median": float(np.median(per_face)), "p90": float(np.percentile(per_face, 90)),
+            "nme_under_perturbation": float(np.mean(found["nme"])), "per_face": per_face.tolist()}
+
+
+def format_jitter(found: dict) -> str:
+    summary = jitter_summary(found)
+    return (f"perturbation jitter ({', '.join(summary['perturbations'])}; K={summary['k']}, seed {summary['seed']}, "
+            f"{len(summary['per_face'])} faces): mean {summary['mean']:.3f} % inter-ocular, median "
+            f"{summary['median']:.3f} %, p90 {summary['p90']:.3f} %; NME under perturbation "
+            f"{summary['nme_under_perturbation']:.2f} %")
+
+
 # ----------------------------------------------------------------------------------
 # Video jitter
 # ----------------------------------------------------------------------------------
