@@ -15,8 +15,10 @@ def add_checkpoint(parser, required: bool = True, multiple: bool = False, help_t
         parser.add_argument("--checkpoint", required=required, metavar="PATH", help=text)
 
 
-def add_device(parser) -> None:
-    parser.add_argument("--device", default="cpu", help="PyTorch device: cpu (default), cuda, cuda:1, ...")
+def add_device(parser, default: str | None = "cpu") -> None:
+    shown = f"{default} (default)" if default else "cpu"
+    parser.add_argument("--device", default=default, help=f"PyTorch device: {shown}, cuda, cuda:1, ..."
+                        + ("" if default else "; default: the config's `device` (auto: CUDA when present)"))
 
 
 def add_threads(parser) -> None:
@@ -50,6 +52,8 @@ def add_training_arguments(parser) -> None:
     add_batch_size(parser, default=None, help_text="faces per training step")
     parser.add_argument("--lr", type=float)
     parser.add_argument("--optimizer", help="sgd or adamw")
+    add_device(parser, default=None)
+    parser.add_argument("--precision", help="fp32, bf16 (autocast) or fp16 (autocast + gradient scaling, CUDA only)")
     add_threads(parser)
     add_cache_dir(parser)
     add_out(parser, required=True)
@@ -69,7 +73,7 @@ def config_from_args(args):
         ("data", "spec"): args.data, ("model", "name"): args.model, ("model", "pretrained"): args.pretrained,
         ("input_size",): args.input_size, ("epochs",): args.epochs, ("batch_size",): args.batch_size,
         ("optim", "lr"): args.lr, ("optim", "optimizer"): args.optimizer, ("threads",): args.threads,
-        ("data", "cache_dir"): args.cache_dir,
+        ("data", "cache_dir"): args.cache_dir, ("device",): args.device, ("precision",): args.precision,
     }
     for path, value in overrides.items():
         if value is not None:

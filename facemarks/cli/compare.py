@@ -1,6 +1,6 @@
 """`facemarks compare`: train every entry under identical conditions and report.
 
-`facemarks compare [--config FILE] [--data FORMAT:PATH] [--losses ENTRY ...] [--seeds N] --out DIR`
+`facemarks compare [--config FILE] [--data FORMAT:PATH] [--losses ENTRY ...] [--seeds N] [--tune-lr] --out DIR`
 
 An entry is a loss spec (`wing:w=10,epsilon=2`, trained with the config's model) or
 `MODEL+LOSS` (`resnet18_heatmap+awing`); in a YAML config also a mapping
@@ -23,6 +23,10 @@ def add_arguments(parser) -> None:
                              "default: the reference's mpd (its 'MSE'), huber, wing")
     parser.add_argument("--seeds", type=int, help="number of seeds (0..N-1)")
     parser.add_argument("--resume", action="store_true", help="continue unfinished runs in OUT")
+    parser.add_argument("--tune-lr", action="store_true",
+                        help="first a short learning-rate sweep per entry (config tune_lr: rates, share of the "
+                             "epochs), scored on the validation split; then every entry trained both at optim.lr "
+                             "and at its best rate, and both protocols reported")
 
 
 def run(args) -> int:
@@ -31,6 +35,8 @@ def run(args) -> int:
         config.losses = list(args.losses)
     if args.seeds:
         config.seeds = list(range(args.seeds))
+    if args.tune_lr:
+        config.tune_lr.enabled = True
     source = args.config or "command line"
     cfg.validate(config, source)
     compare(config, args.out, progress=not args.no_progress, resume=args.resume, overwrite=args.overwrite,

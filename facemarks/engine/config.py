@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,22 @@ class TaskConfig:
 
 
 @dataclass
+class TuneLrConfig:
+    """`facemarks compare --tune-lr` (facemarks.experiments.lr_sweep): a short learning-rate
+    sweep per entry, scored on the validation split, then every entry trained in full at its
+    best rate besides the runs at the shared optim.lr."""
+
+    enabled: bool = False
+    factors: list | None = None      # rates as multiples of optim.lr; with no grid either: DEFAULT_LR_FACTORS
+    grid: list | None = None         # the rates themselves (instead of factors)
+    epochs_fraction: float = 0.25    # a sweep run trains this share of `epochs` (at least one epoch)
+
+
+DEFAULT_LR_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)  # a log2 grid around optim.lr
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
 class Config:
     name: str = "facemarks"
     data: DataConfig = field(default_factory=DataConfig)
@@ -108,6 +125,7 @@ class Config:
     augment: AugmentSettings = field(default_factory=AugmentSettings)
     optim: OptimConfig = field(default_factory=OptimConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
+    tune_lr: TuneLrConfig = field(default_factory=TuneLrConfig)
     losses: list = field(default_factory=lambda: ["mpd", "huber", "wing:w=10,epsilon=2"])
     epochs: int = 30
     batch_size: int = 32
@@ -115,6 +133,8 @@ class Config:
     channels_last: bool = True
     flip_test: bool = False           # test-time augmentation: average with the mirrored crop
     threads: int | None = None        # torch intra-op threads; None keeps torch's default
+    device: str = "auto"              # training device: auto (CUDA when present), cpu, cuda, cuda:N
+    precision: str = "fp32"           # training arithmetic: fp32, bf16 (autocast), fp16 (autocast + GradScaler, CUDA only)
 
 
 @dataclass
@@ -339,6 +359,8 @@ def validate(config: Config, source: str = "<config>") -> list[Entry]:
     if len(set(labels)) != len(labels):
         raise ConfigError(source, "losses", f"entries must differ; repeated: {sorted({x for x in labels if labels.count(x) > 1})}")
     _check_task(config, source)
+    _check_device(config, source)
+    tune_lr_rates(config, source)
     return entries
 
 
@@ -439,3 +461,44 @@ def _check_task(config: Config, source: str) -> None:
     if task.features is not None and not all(isinstance(p, list) and len(p) == 2 and all(isinstance(n, str) for n in p)
                                              for p in task.features):
         raise ConfigError(source, "task.features", "must be a list of [student_layer, teacher_layer] pairs")
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def _check_device(config: Config, source: str) -> None:
+    """The spelling of `device` and `precision`; whether this machine has the device is
+    facemarks.engine.trainer.training_device's question (a config is checked anywhere)."""
+    if not isinstance(config.device, str) or not _DEVICE.fullmatch(config.device):
+        raise ConfigError(source, "device", f"must be auto, cpu, cuda or cuda:N, got {config.device!r}")
+    if config.precision not in PRECISIONS:
+        raise ConfigError(source, "precision", f"must be one of {', '.join(PRECISIONS)}, got {config.precision!r}")
+    if config.precision == "fp16" and config.device == "cpu":
+        raise ConfigError(source, "precision", "fp16 needs a CUDA device (with its gradient scaler); on CPU use "
+                                               "bf16 or fp32")
+
+
+def tune_lr_rates(config: Config, source: str = "<config>") -> list[float]:
+    """The sweep's learning rates, increasing: tune_lr.grid, or tune_lr.factors (default
+    DEFAULT_LR_FACTORS) times optim.lr. Raises ConfigError naming the key."""
+    tune = config.tune_lr
+    if tune.grid is not None and tune.factors is not None:
+        raise ConfigError(source, "tune_lr", "give either grid (the rates) or factors (multiples of optim.lr), not both")
+    if not 0 < tune.epochs_fraction <= 1:
+        raise ConfigError(source, "tune_lr.epochs_fraction", f"must be in (0, 1], got {tune.epochs_fraction}")
+    key, values = ("tune_lr.grid", tune.grid) if tune.grid is not None else ("tune_lr.factors", tune.factors)
+    values = DEFAULT_LR_FACTORS if values is None else values
+    numbers = []
+    for value in values:
+        try:  # YAML 1.1 reads 1e-4 (no dot) as text
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            number = math.nan
+        if not (math.isfinite(number) and number > 0):
+            raise ConfigError(source, key, f"must be a list of positive numbers, got {value!r} in {list(values)}")
+        numbers.append(number)
+    rates = sorted(n * config.optim.lr if key == "tune_lr.factors" else n for n in numbers)
+    names = [f"{r:.4g}" for r in rates]  # the sweep's run folders are named by rate
+    if len(rates) < 2 or len(set(names)) != len(names):
+        raise ConfigError(source, key, f"needs at least two distinct rates (to 4 significant digits), got "
+                                       f"{', '.join(names)}")
+    return rates

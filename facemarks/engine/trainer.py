@@ -78,6 +78,8 @@ class Run:
     task: torch.nn.Module
     optimizer: torch.optim.Optimizer
     memory_format: torch.memory_format
+    amp_dtype: torch.dtype | None         # autocast's dtype (config.precision); None: fp32
+    scaler: torch.amp.GradScaler           # fp16's loss scaling (a no-op when disabled)
 
 
 def fit(config: cfg.Config, entry: cfg.Entry | str, seed: int, out_dir, resume: bool = False,
@@ -92,7 +94,7 @@ def fit(config: cfg.Config, entry: cfg.Entry | str, seed: int, out_dir, resume: 
         entry = cfg.parse_entry(entry, config, "entry", "entry")
     config = cfg.config_for_entry(config, entry)  # the entry's own sampling / augmentation, if it has any
     out_dir = Path(out_dir)
-    ddp = distributed.setup()
+    ddp = distributed.setup(training_device(config))
     if ddp.is_main:
         runs.prepare_folder(out_dir, resume, overwrite)
     previous = previous_run(out_dir, config, entry, seed) if resume else None
@@ -121,7 +123,7 @@ def fit(config: cfg.Config, entry: cfg.Entry | str, seed: int, out_dir, resume: 
 def prepare(config: cfg.Config, entry: cfg.Entry, seed: int, out_dir: Path, splits, progress: bool,
             ddp: distributed.Distributed | None = None) -> Run:
     """Everything a run needs: caches, dataset, sampler, loader, task, optimizer."""
-    ddp = ddp or distributed.setup()
+    ddp = ddp or distributed.setup(training_device(config))
     if config.batch_size % ddp.world_size:
         raise ConfigError("command line", "batch_size", f"{config.batch_size} is not a multiple of the "
                                                         f"{ddp.world_size} processes; each takes an equal share")
@@ -145,8 +147,30 @@ def prepare(config: cfg.Config, entry: cfg.Entry, seed: int, out_dir: Path, spli
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     task = build_task(config, entry, scheme, train_cache, seed, ddp.device, memory_format)
     optimizer = build_optimizer(task.parameters(), config.optim)
+    scaler = torch.amp.GradScaler(ddp.device.type, enabled=config.precision == "fp16")
     return Run(config, entry, seed, out_dir, ddp, scheme, val_cache, splits["val"], train_set, sampler, loader,
-               ddp.wrap(task), optimizer, memory_format)
+               ddp.wrap(task), optimizer, memory_format, AUTOCAST_DTYPES[config.precision], scaler)
+
+
+# Training arithmetic (config.precision): autocast's dtype. The output layer of a regression
+# model stays fp32 (facemarks.models.heads.PointsOutput), validation runs in fp32.
+AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def training_device(config: cfg.Config) -> str:
+    """The device `config` trains on ("auto": CUDA when present), checked against this machine
+    and config.precision before any work: ConfigError naming `device` or `precision`."""
+    device = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("config", "device", f"{device} asked for, but this PyTorch ({torch.__version__}) sees no "
+                                              f"CUDA device; use device: cpu (or --device cpu)")
+    if config.precision == "fp16" and not device.startswith("cuda"):
+        # CPU autocast in fp16 is slow on most CPUs and has no use beside bf16 there.
+        raise ConfigError("config", "precision", f"fp16 needs a CUDA device (with its gradient scaler), and this run "
+                                                 f"trains on {device}; on a CPU use bf16 or fp32")
+    if config.precision == "bf16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+        raise ConfigError("config", "precision", "this GPU has no bfloat16 arithmetic; use fp16 (or fp32)")
+    return device
 
 
 def build_task(config: cfg.Config, entry: cfg.Entry, scheme, train_cache, seed: int, device, memory_format):
@@ -190,6 +214,8 @@ def restore(run: Run, saved: Checkpoint | None) -> RunState:
         task.model.load_state_dict(saved.state_dict)
         task.load_extra_state(saved.task_state)
         run.optimizer.load_state_dict(saved.optimizer)
+        if run.scaler.is_enabled() and "grad_scaler" in saved.training:
+            run.scaler.load_state_dict(saved.training["grad_scaler"])
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(saved.source, f"does not fit this run's model or optimizer "
                                             f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
@@ -233,15 +259,18 @@ def train_step(run: Run, batch: dict) -> dict[str, float]:
     device = run.ddp.device
     images = batch["image"].to(device, non_blocking=True).float().div_(255)
     images = images.contiguous(memory_format=run.memory_format)
-    terms = run.task(images, batch["points"].to(device, non_blocking=True))
+    with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+        terms = run.task(images, batch["points"].to(device, non_blocking=True))
     values = {name: float(value.item()) for name, value in terms.items()}
     if not math.isfinite(values["loss"]):
         return values
     run.optimizer.zero_grad(set_to_none=True)
-    terms["loss"].backward()
+    run.scaler.scale(terms["loss"]).backward()
     if run.config.optim.grad_clip:
+        run.scaler.unscale_(run.optimizer)  # clip the true gradients, not the fp16-scaled ones
         torch.nn.utils.clip_grad_norm_(run.task.parameters(), run.config.optim.grad_clip)
-    run.optimizer.step()
+    run.scaler.step(run.optimizer)  # skips the step when fp16 gradients overflowed
+    run.scaler.update()
     return values
 
 
@@ -262,6 +291,8 @@ def end_epoch(run: Run, state: RunState, epoch: int, terms: dict, lr: float, sec
     training = {"entry": run.entry.to_dict(), "loss": run.entry.label, "seed": run.seed, "epoch": epoch,
                 "history": state.history, "best_val_nme": min(state.best_val_nme, val_nme),
                 "world_size": run.ddp.world_size, "task": run.config.task.name}
+    if run.scaler.is_enabled():
+        training["grad_scaler"] = run.scaler.state_dict()  # fp16's loss scale, for an exact resume
     checkpoint = model_checkpoint(model, run, training)
     if val_nme < state.best_val_nme:
         state.best_val_nme = val_nme

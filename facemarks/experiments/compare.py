@@ -4,12 +4,17 @@ each on the same test faces, and write report.md, results.json and plots.
 For each seed every entry starts from the same initial weights (where the models are the
 same) and sees the same batches in the same order with the same augmentation draws. The
 whole config and every entry are validated before any data is read.
+
+With `tune_lr.enabled` (`compare --tune-lr`) a learning-rate sweep per entry comes first,
+and every entry is trained both at the shared optim.lr and at its chosen rate
+(facemarks.experiments.lr_sweep): results["runs"] are then the tuned-rate runs,
+results["protocols"]["same_lr"] the shared-rate runs with their summary, and
+results["lr_sweep"] the sweep. Every run records its "protocol" and "lr".
 """
 
 from __future__ import annotations
 
 import datetime
-import re
 import sys
 from pathlib import Path
 
@@ -22,12 +27,9 @@ from facemarks.engine import config as cfg
 from facemarks.engine import runs as run_folders
 from facemarks.engine.checkpoint import Checkpoint
 from facemarks.engine.evaluate import NORMS, attribute_flags, face_errors, face_poses, predict_crops
-from facemarks.engine.trainer import fit
-from facemarks.experiments import report
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")
+from facemarks.engine.trainer import fit, training_device
+from facemarks.experiments import lr_sweep, report
+from facemarks.experiments.lr_sweep import SAME_LR, TUNED_LR
 
 
 def compare(config: cfg.Config, out_dir, progress: bool = True, resume: bool = False, overwrite: bool = False,
@@ -36,42 +38,78 @@ def compare(config: cfg.Config, out_dir, progress: bool = True, resume: bool = F
     A folder holding earlier results is refused unless `resume` (continue its unfinished
     runs, with the same config) or `overwrite` (remove them first)."""
     entries = cfg.validate(config, source)
+    device = training_device(config)  # no CUDA device, or fp16 on a CPU: stop before any data is read
     out_dir = Path(out_dir)
     _check_resumed_config(out_dir, config, resume)
-    run_folders.prepare_folder(out_dir, resume, overwrite, files=run_folders.COMPARE_FILES, folders=("runs",))
+    run_folders.prepare_folder(out_dir, resume, overwrite, files=(*run_folders.COMPARE_FILES, lr_sweep.SWEEP_FILE),
+                               folders=(*lr_sweep.PROTOCOL_FOLDERS.values(), lr_sweep.SWEEP_FOLDER))
     cfg.save(config, out_dir / "config.yaml")
     splits = load_splits(config.data)
     test = splits["test"]
     scheme = schemes.get(test[0].scheme)
     test_cache = crop_cache.build(test, config.input_size, cfg.crop_policy_of(config), root=config.data.cache_dir)
     test_poses = face_poses(test)  # before training: a face it cannot pose stops the run here
-    runs = []
-    for seed in config.seeds:
-        for entry in entries:
-            run_dir = out_dir / "runs" / f"{slug(entry.label)}-seed{seed}"
-            result = fit(config, entry, seed, run_dir, resume=resume, progress=progress, splits=splits,
-                         record_batches=record_batches)
-            if result["diverged"]:
-                print(f"warning: entry {entry.label!r} seed {seed} diverged (best validation NME "
-                      f"{100 * result['best_val_nme']:.3g}%); its results are reported as they are", file=sys.stderr)
-            runs.append(evaluate_run(result, entry, seed, config, test_cache, test, scheme, out_dir))
+    swept = (lr_sweep.sweep(config, entries, splits, out_dir, resume=resume, progress=progress,
+                            record_batches=record_batches) if config.tune_lr.enabled else None)
+    plan = lr_sweep.plan_runs(config, entries, out_dir, swept["chosen"] if swept else None)
+    runs = train_and_evaluate(plan, splits, (test_cache, test, scheme), out_dir, device, resume, progress,
+                              record_batches)
     results = {
-        "title": f"Loss comparison: {', '.join(sorted({e.model.name for e in entries}))} on {config.data.spec}",
+        "title": f"Loss comparison: {', '.join(sorted({e.model.name for e in entries}))} on {config.data.spec}"
+                 + (", each entry at its tuned learning rate" if swept else ""),
         "command": command,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "facemarks_version": __version__,
         "config": cfg.to_dict(config),
         "dataset": dataset_summary(config, splits, scheme),
         "test_faces": [s.image_path for s in test],
-        "runs": runs,
+        "runs": [run for run in runs if run["protocol"] == (TUNED_LR if swept else SAME_LR)],
     }
     if test_poses is not None:
         results["test_poses"] = test_poses.tolist()
     attributes = attribute_flags(test)
     if attributes:
         results["test_attributes"] = attributes
+    if swept:
+        add_protocols(results, runs, swept, config)
     report.write_report(results, out_dir)
     return results
+
+
+def train_and_evaluate(plan: list, splits: dict, test_set: tuple, out_dir: Path, device: str, resume: bool,
+                       progress: bool, record_batches: bool) -> list[dict]:
+    """Train every planned run (lr_sweep.plan_runs) and evaluate it on the test faces
+    (`test_set`: crops, samples, scheme); a reused run is the same-rate run's result."""
+    same_rate = {}
+    runs = []
+    for item in plan:
+        if item.reused:
+            run = same_rate[(item.entry.label, item.seed)]
+        else:
+            result = fit(item.config, item.entry, item.seed, item.run_dir, resume=resume, progress=progress,
+                         splits=splits, record_batches=record_batches)
+            if result["diverged"]:
+                print(f"warning: entry {item.entry.label!r} seed {item.seed} lr {item.lr:.4g} diverged (best "
+                      f"validation NME {100 * result['best_val_nme']:.3g}%); its results are reported as they are",
+                      file=sys.stderr)
+            run = evaluate_run(result, item.entry, item.seed, item.config, *test_set, out_dir, device)
+            if item.protocol == SAME_LR:
+                same_rate[(item.entry.label, item.seed)] = run
+        runs.append({**run, **item.fields(out_dir)})
+    return runs
+
+
+def add_protocols(results: dict, runs: list[dict], swept: dict, config: cfg.Config) -> None:
+    """The sweep and the shared-rate runs (with their own summary) beside results["runs"]."""
+    same = [run for run in runs if run["protocol"] == SAME_LR]
+    reused = sorted({run["name"] for run in results["runs"] if run["reused"]})
+    results["lr_sweep"] = swept
+    results["protocols"] = {
+        SAME_LR: {"title": lr_sweep.PROTOCOL_TITLES[SAME_LR], "lr": config.optim.lr, "runs": same,
+                  "summary": report.summarise({**results, "runs": same})},
+        TUNED_LR: {"title": lr_sweep.PROTOCOL_TITLES[TUNED_LR], "lr": dict(swept["chosen"]), "runs": "results.runs",
+                   "reused": reused},
+    }
 
 
 def _check_resumed_config(out_dir: Path, config: cfg.Config, resume: bool) -> None:
@@ -84,10 +122,10 @@ def _check_resumed_config(out_dir: Path, config: cfg.Config, resume: bool) -> No
 
 
 def evaluate_run(result: dict, entry: cfg.Entry, seed: int, config: cfg.Config, test_cache, test, scheme,
-                 out_dir: Path) -> dict:
+                 out_dir: Path, device: str = "cpu") -> dict:
     """One trained entry's best checkpoint on the test faces, as a results.json run."""
-    model = Checkpoint.load(result["checkpoint"]).build_model()
-    predictions = predict_crops(model, test_cache, config.input_size,
+    model = Checkpoint.load(result["checkpoint"]).build_model(device)
+    predictions = predict_crops(model, test_cache, config.input_size, device=device,
                                 flip_permutation=scheme.flip_permutation if config.flip_test else None)
     errors = face_errors(predictions, test, scheme)
     return {"name": entry.label, "loss": entry.loss, "model": entry.model.name, "seed": seed,

@@ -56,7 +56,11 @@ class PointsOutput(nn.Linear):
             self.bias.copy_(_as_mean_shape(mean_shape, self.num_points))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return super().forward(features).reshape(features.shape[0], self.num_points, 2)
+        # Always fp32, also under mixed-precision autocast: a bf16 coordinate in [0, 1] has a
+        # step of 1/256 of the input side (almost 1 px at 224 px), coarser than the errors trained on.
+        with torch.autocast(features.device.type, enabled=False):
+            points = super().forward(features.float())
+        return points.reshape(features.shape[0], self.num_points, 2)
 
 
 class RegressionHead(nn.Module):
