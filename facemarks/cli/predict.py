@@ -7,6 +7,7 @@ import sys
 
 from facemarks import fileio
 from facemarks.cli import common
+from facemarks.errors import ConfigError
 from facemarks.inference.files import predict_files, write_json
 from facemarks.registry import DETECTORS
 
@@ -29,12 +30,16 @@ def add_arguments(parser) -> None:
     common.add_threads(parser)
     common.add_batch_size(parser, default=64, help_text="faces per forward pass")
     parser.add_argument("--no-overlay", action="store_true", help="write only the JSON, no overlay images/videos")
+    parser.add_argument("--draw-pose", action="store_true",
+                        help="also draw each face's head axes (from its head pose) on the overlays")
 
 
 def run(args) -> int:
     from facemarks.inference.detect import BoxesFile
     from facemarks.inference.predictor import load
 
+    if args.draw_pose and args.no_overlay:
+        raise ConfigError("command line", "--draw-pose", "draws on the overlays, which --no-overlay turns off")
     out_dir = fileio.check_writable(args.out)  # before any work whose results would be lost
     json_path = out_dir / "predictions.json"
     if json_path.is_dir():
@@ -42,7 +47,8 @@ def run(args) -> int:
     boxes_file = BoxesFile(args.boxes) if args.boxes else None
     predictor = load(args.checkpoint, backend=args.backend, device=args.device, threads=args.threads,
                      first_stage=args.first_stage, batch_size=args.batch_size)
-    document = predict_files(predictor, args.inputs, out_dir, args.detector, boxes_file, overlay=not args.no_overlay)
+    document = predict_files(predictor, args.inputs, out_dir, args.detector, boxes_file, overlay=not args.no_overlay,
+                             draw_pose=args.draw_pose)
     write_json(document, json_path)
     notes = [f"{document['failed']} input(s) failed"] * bool(document["failed"]) + \
         [f"{document['truncated']} video(s) truncated"] * bool(document["truncated"])

@@ -3,7 +3,7 @@ aligned-crop model) refines them on a crop aligned to those points.
 
     cascade = facemarks.load("stage2.pt", first_stage="stage1.pt")
     # or: CascadePredictor(facemarks.load("stage1.pt"), facemarks.load("stage2.pt"))
-    faces = cascade.predict("photo.jpg")     # [{"box", "landmarks", "scheme"}, ...]
+    faces = cascade.predict("photo.jpg")     # [{"box", "landmarks", "scheme", "pose"}, ...]
 
 The first stage can be any model whose scheme gives the five alignment points (eye
 centres, nose tip, mouth corners: `schemes.to_5pt`), e.g. a 5-point or a 68-point box-crop
@@ -52,7 +52,8 @@ class CascadePredictor:
     def predict(self, image, boxes=None, detector="haar") -> list[dict]:
         """Landmarks of every face: `boxes` (K, 4) for the first stage, or None to detect
         them with `detector`. Returns one dict per face: {"box": the first stage's box,
-        "landmarks": (N, 2) stage 2's points in source pixels, "scheme": stage 2's name}."""
+        "landmarks": (N, 2) stage 2's points in source pixels, "scheme": stage 2's name,
+        "pose": the head pose of stage 2's points}."""
         image = as_rgb_image(image)
         faces = self.first.predict(image, boxes=boxes, detector=detector)
         if not faces:

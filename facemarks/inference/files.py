@@ -5,7 +5,9 @@ and the overlays that `facemarks predict` writes.
     facemarks predict photo.jpg --checkpoint stage2.pt --first-stage stage1.pt   # a cascade
 
 writes `results/predictions.json` and, unless --no-overlay, one overlay per input with the
-points drawn (`NAME_landmarks.jpg`, or `NAME_landmarks.mp4` for videos). Every file is
+points drawn (`NAME_landmarks.jpg`, or `NAME_landmarks.mp4` for videos; with --draw-pose
+also each face's head axes from its nose tip: x red towards the face's left, which is
+image-right when frontal, y green down, z blue out of the face). Every file is
 written atomically: a video overlay is written under a hidden temporary name in the same
 folder and renamed when complete. Coordinates in the
 JSON are source-image pixels, 0-based pixel-centre (the centre of the top-left pixel is
@@ -18,6 +20,19 @@ from the duration for a few) and `frames_read`. With --boxes, no detector runs: 
 not list gets the note "not in the boxes file"; a box that is not finite, is degenerate
 or lies mostly outside its image stops the command (exit 2) before any prediction.
 The command checks the output folder for writing before anything is computed.
+
+predictions.json: {"checkpoint", ["first_stage"], "backend", "scheme", "detector",
+"coordinates", "images": [...], "skipped": [paths], "failed": count, "truncated": count}.
+An image entry: {"file", "width", "height", "faces": [face, ...], ["note"], ["overlay"]};
+a video entry: {"file", "video": true, "fps", "width", "height", "frames_expected",
+"frames_read", "truncated", "frames": [{"frame": k, "faces": [...], ["note"]}], ["overlay"]};
+a failed input: {"file", "error"}. A face:
+    {"box": [x_min, y_min, x_max, y_max], "landmarks": [[x, y], ...], "scheme": name,
+     "pose": {"yaw": deg, "pitch": deg, "roll": deg} or null}
+pose is the head pose of the predicted points (facemarks.pose: yaw > 0 turned towards
+image-right, pitch > 0 tilted up, roll > 0 counter-clockwise on screen; one PnP fit with
+the focal length max(width, height)), rounded to 0.1 degree; null for a scheme other than
+the 68-point 300w and 98-point wflw ones.
 """
 
 from __future__ import annotations
@@ -31,9 +46,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facemarks import fileio
+from facemarks import fileio, schemes
 from facemarks.data.sample import read_image
 from facemarks.errors import DataError, FacemarksError
+from facemarks.pose import HeadPose, axis_endpoints
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -71,24 +87,43 @@ def face_record(face: dict) -> dict:
     """A predicted face as JSON-ready lists (coordinates rounded to 1/1000 px)."""
     return {"box": [round(float(v), 3) for v in face["box"]],
             "landmarks": np.round(np.asarray(face["landmarks"], dtype=np.float64), 3).tolist(),
-            "scheme": face["scheme"]}
+            "scheme": face["scheme"], "pose": face.get("pose")}
 
 
-def draw_faces(image_rgb: np.ndarray, faces: list[dict]) -> np.ndarray:
+SHIFT = 4  # fixed-point bits of the drawing coordinates: pixels * 16
+AXIS_COLOURS_BGR = ((0, 0, 255), (0, 255, 0), (255, 0, 0))  # head x, y, z: red, green, blue
+
+
+def _fixed(x, y) -> tuple[int, int]:
+    """OpenCV's fixed-point pixel position (integer pixel centres are our 0-based centres)."""
+    return int(round(x * (1 << SHIFT))), int(round(y * (1 << SHIFT)))
+
+
+def draw_faces(image_rgb: np.ndarray, faces: list[dict], draw_pose: bool = False) -> np.ndarray:
     """A BGR copy of the image with each face's box and points drawn (anti-aliased, with
-    sub-pixel positions: OpenCV's integer pixel centres are our 0-based pixel centres)."""
+    sub-pixel positions), and with `draw_pose` its head axes (`draw_axes`)."""
     canvas = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
     radius = max(1.0, min(image_rgb.shape[:2]) / 250)
     thickness = max(1, int(round(radius / 2)))
-    shift = 4  # fixed-point bits: coordinates * 16
     for face in faces:
-        x0, y0, x1, y1 = (int(round(v * (1 << shift))) for v in face["box"])
-        cv2.rectangle(canvas, (x0, y0), (x1, y1), (255, 160, 0), thickness, cv2.LINE_AA, shift)
+        x0, y0, x1, y1 = face["box"]
+        cv2.rectangle(canvas, _fixed(x0, y0), _fixed(x1, y1), (255, 160, 0), thickness, cv2.LINE_AA, SHIFT)
         for x, y in np.asarray(face["landmarks"]):
             if np.isfinite(x) and np.isfinite(y):
-                centre = (int(round(x * (1 << shift))), int(round(y * (1 << shift))))
-                cv2.circle(canvas, centre, int(round(radius * (1 << shift))), (0, 255, 0), -1, cv2.LINE_AA, shift)
+                cv2.circle(canvas, _fixed(x, y), int(round(radius * (1 << SHIFT))), (0, 255, 0), -1, cv2.LINE_AA, SHIFT)
+        if draw_pose and face.get("pose") is not None:
+            draw_axes(canvas, face, 2 * thickness)
     return canvas
+
+
+def draw_axes(canvas: np.ndarray, face: dict, thickness: int) -> None:
+    """The head's x, y, z axes (red, green, blue), half the box's longer side long, from the
+    nose tip, projected with the face's pose (`facemarks.pose.axis_endpoints`)."""
+    x0, y0, x1, y1 = face["box"]
+    nose = schemes.to_68(face["landmarks"], face["scheme"])[30]
+    ends = axis_endpoints(HeadPose(**face["pose"]), nose, 0.5 * max(x1 - x0, y1 - y0))
+    for end, colour in zip(ends, AXIS_COLOURS_BGR):
+        cv2.arrowedLine(canvas, _fixed(*nose), _fixed(*end), colour, thickness, cv2.LINE_AA, SHIFT, 0.15)
 
 
 class OutputNames:
@@ -155,7 +190,8 @@ def check_boxes_fit(boxes_file, files) -> None:
                 boxes_file.check_fit(path, *size, video=is_video(path))
 
 
-def predict_image(predictor, path: Path, detector: str, boxes_file, overlay_path: Path | None) -> dict:
+def predict_image(predictor, path: Path, detector: str, boxes_file, overlay_path: Path | None,
+                  draw_pose: bool = False) -> dict:
     image = read_image(path)
     faces, note = find_faces(predictor, image, path, detector, boxes_file)
     record = {"file": str(path), "width": image.shape[1], "height": image.shape[0],
@@ -163,7 +199,7 @@ def predict_image(predictor, path: Path, detector: str, boxes_file, overlay_path
     if note:
         record["note"] = note
     if overlay_path is not None:
-        ok, encoded = cv2.imencode(overlay_path.suffix, draw_faces(image, faces))
+        ok, encoded = cv2.imencode(overlay_path.suffix, draw_faces(image, faces, draw_pose))
         if not ok:
             raise DataError(overlay_path, "OpenCV could not encode the overlay image")
         fileio.write_bytes(overlay_path, encoded.tobytes())
@@ -220,7 +256,8 @@ class VideoOverlay:
                 os.unlink(self.partial)
 
 
-def predict_video(predictor, path: Path, detector: str, boxes_file, overlay_path: Path | None) -> dict:
+def predict_video(predictor, path: Path, detector: str, boxes_file, overlay_path: Path | None,
+                  draw_pose: bool = False) -> dict:
     if not path.is_file():
         raise DataError(path, "video file not found")
     capture = cv2.VideoCapture(str(path))
@@ -243,7 +280,7 @@ def predict_video(predictor, path: Path, detector: str, boxes_file, overlay_path
                 entry["note"] = note
             frames.append(entry)
             if video_out is not None:
-                video_out.write(draw_faces(image, faces))
+                video_out.write(draw_faces(image, faces, draw_pose))
         width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         written = video_out.finish() if video_out is not None else None
@@ -290,8 +327,9 @@ def summary(path: Path, record: dict) -> str:
 
 
 def predict_files(predictor, inputs, out_dir, detector: str = "haar", boxes_file=None, overlay: bool = True,
-                  log=print) -> dict:
+                  log=print, draw_pose: bool = False) -> dict:
     """Predict on every input (images, folders, videos); returns the JSON document.
+    `draw_pose` adds each face's head axes to the overlays.
     Failures are recorded per file ({"file", "error"}) and do not stop the others; a box of
     the boxes file that does not fit its image stops everything before any prediction."""
     out_dir = Path(out_dir)
@@ -305,7 +343,8 @@ def predict_files(predictor, inputs, out_dir, detector: str = "haar", boxes_file
         video = is_video(path)
         overlay_path = names(path, ".mp4" if video else ".jpg") if overlay else None
         try:
-            record = (predict_video if video else predict_image)(predictor, path, detector, boxes_file, overlay_path)
+            predict = predict_video if video else predict_image
+            record = predict(predictor, path, detector, boxes_file, overlay_path, draw_pose)
         except (FacemarksError, OSError, cv2.error) as exc:
             message = str(exc) if isinstance(exc, DataError) else f"{path}: {exc}"
             results.append({"file": str(path), "error": message})

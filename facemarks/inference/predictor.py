@@ -30,18 +30,19 @@ import torch
 from facemarks import schemes
 from facemarks.data.sample import landmark_box
 from facemarks.engine.checkpoint import Checkpoint
-from facemarks.errors import CheckpointError
+from facemarks.errors import CheckpointError, DataError
 from facemarks.geometry.coords import to_source
 from facemarks.geometry.crop import CropPolicy
 from facemarks.inference.cascade import CascadePredictor
 from facemarks.inference.preprocess import as_rgb_image, crops_to_input, cut_crops
+from facemarks.pose import head_pose
 from facemarks.registry import DETECTORS
 
 BATCH_SIZE = 64  # faces per forward pass: bounds memory on crowded photos
 DEFAULT_WEIGHTS = "dsnet_heatmap_300w.pt"  # the pretrained 68-point model shipped in facemarks/weights/
 
 __all__ = ["BATCH_SIZE", "CascadePredictor", "LandmarkPredictor", "TorchRunner", "crops_to_input",
-           "default_checkpoint", "load"]
+           "default_checkpoint", "face_pose", "load"]
 
 
 def default_checkpoint() -> Path:
@@ -140,7 +141,8 @@ class LandmarkPredictor:
                  None: the built-in scheme with M points), reduced with `schemes.to_5pt`.
         Returns one dict per face: {"box": [4 floats] (the given or detected box; for
         aligned crops the extent of the given points), "landmarks": (N, 2) float64 in source
-        image pixels (0-based pixel-centre), "scheme": name}. No face: an empty list.
+        image pixels (0-based pixel-centre), "scheme": name, "pose": the head pose of the
+        predicted points (see `face_pose`)}. No face: an empty list.
         """
         image = as_rgb_image(image)
         if self.crop.needs == "points":
@@ -154,8 +156,9 @@ class LandmarkPredictor:
         if len(boxes) == 0:
             return []
         landmarks = self.landmarks(image, matrices)
-        return [{"box": [float(v) for v in box], "landmarks": face, "scheme": self.scheme.name}
-                for box, face in zip(boxes, landmarks)]
+        size = (image.shape[1], image.shape[0])
+        return [{"box": [float(v) for v in box], "landmarks": face, "scheme": self.scheme.name,
+                 "pose": face_pose(face, self.scheme, size)} for box, face in zip(boxes, landmarks)]
 
     def _matrices_from_points(self, points, points_scheme) -> tuple[np.ndarray, np.ndarray]:
         """(boxes (K, 4), matrices (K, 2, 3)) of an aligned crop from each face's points."""
@@ -196,6 +199,17 @@ class LandmarkPredictor:
             else:
                 chunks.append(self.runner(chunk))
         return np.concatenate(chunks) if chunks else np.zeros((0, self.num_points, 2), np.float32)
+
+
+def face_pose(landmarks, scheme, image_size) -> dict | None:
+    """{"yaw", "pitch", "roll"} in degrees (`facemarks.pose.head_pose`: one PnP fit, the
+    focal length from the image size) of a face's predicted points; None when the scheme
+    has no pose (only the 68-point 300w and 98-point wflw schemes have one) or the points
+    give none (non-finite or degenerate)."""
+    try:
+        return head_pose(landmarks, scheme, image_size).as_dict()
+    except DataError:
+        return None
 
 
 def checked_boxes(boxes) -> np.ndarray:
