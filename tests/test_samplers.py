@@ -4,6 +4,7 @@ shards, independent augmentation of repeated faces, the config keys, entry overr
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from collections import Counter
 
 import numpy as np
@@ -192,6 +193,15 @@ def test_copies_of_a_face_get_their_own_augmentation(train_crops):
     ("data: {sampler_params: {balance: 1}}", "data.sampler_params.balance", "unknown parameter; valid: none"),
     ("data: {sampler_params: 3}", "data.sampler_params", "must be dict"),
     ("data: {sampler: balanced}", "data.sampler", "valid: pose_balanced, uniform"),
+    ("data: {synthetic_mix: {share: -1}}", "data.synthetic_mix.share", "[0, 10]"),
+    ("data: {synthetic_mix: {share: .nan}}", "data.synthetic_mix.share", "[0, 10]"),
+    ("data: {synthetic_mix: {share: 0.2, min_abs_yaw: 70}}", "data.synthetic_mix.min_abs_yaw", "<= 60"),
+    ("data: {synthetic_mix: {share: 0.2, max_abs_yaw: 80}}", "data.synthetic_mix.max_abs_yaw", "<= 60"),
+    ("data: {synthetic_mix: {share: 0.2, min_abs_yaw: 40, max_abs_yaw: 35}}", "data.synthetic_mix.max_abs_yaw",
+     "min_abs_yaw < max_abs_yaw"),
+    ("data: {synthetic_mix: {seed: -1}}", "data.synthetic_mix.seed", ">= 0"),
+    ("data: {synthetic_mix: {sahre: 1}}", "data.synthetic_mix.sahre", "unknown key"),
+    ("data: {synthetic_mix: 0.2}", "data.synthetic_mix", "must be a mapping"),
 ])
 def test_new_data_keys_are_checked_with_the_key_named(tmp_path, text, key, message):
     check_refused(tmp_path, text, key, message)
@@ -214,6 +224,8 @@ def entry_text(overrides, name="other") -> str:
     ({"data": {"sampler": 5}}, "losses[1].overrides.data.sampler", "must be str"),
     ({"data": {"sampler": "pose_balanced", "sampler_params": {"balance": 2}}},
      "losses[1].overrides.data.sampler_params.balance", "[0, 1]"),
+    ({"data": {"synthetic_mix": {"share": 20}}}, "losses[1].overrides.data.synthetic_mix.share", "[0, 10]"),
+    ({"data": {"synthetic_mix": {"shar": 1}}}, "losses[1].overrides.data.synthetic_mix.shar", "unknown key"),
     ({"augment": {"params": {"rotation": -5}}}, "losses[1].overrides.augment.params", "rotation"),
     ({"augment": {"enabled": "no"}}, "losses[1].overrides.augment.enabled", "must be bool"),
     ({"data": 3}, "losses[1].overrides.data", "must be a mapping"),
@@ -260,9 +272,10 @@ def test_overrides_replace_only_their_fields():
 def test_the_shipped_pose_config_validates():
     config = cfg.load(cfg_path("cpu_300w_pose.yaml"))
     entries = cfg.validate(config)
-    assert [e.label for e in entries] == ["uniform", "pose_balanced"]
+    assert [e.label for e in entries] == ["uniform", "pose_balanced", "synthetic_mix"]
     effective = [cfg.config_for_entry(config, e) for e in entries]
-    assert [c.data.sampler for c in effective] == ["uniform", "pose_balanced"]
+    assert [c.data.sampler for c in effective] == ["uniform", "pose_balanced", "uniform"]
+    assert [c.data.synthetic_mix.share for c in effective] == [0.0, 0.0, 0.2]
     assert (config.model.name, config.input_size, config.epochs, config.seeds) == ("dsnet_heatmap", 128, 30, [0, 1, 2])
 
 
@@ -344,3 +357,72 @@ def test_the_pose_config_reads_300w_by_a_relative_path_and_balances_it(data_300w
     counts = np.bincount(yaw_bins[order])
     assert len(order) == len(splits["train"]) and np.abs(counts - len(order) / 3).max() < 1 + 1e-9
     assert np.bincount(yaw_bins)[2] < len(order) / 3  # the |yaw| >= 30 faces are a thin bin, repeated
+
+
+# ----------------------------------------------------------------------------- synthetic mix
+
+
+def mix_config(spec, cache_dir, **mix) -> cfg.Config:
+    config = cfg.Config()
+    config.data = cfg.DataConfig(spec=spec, cache_dir=str(cache_dir), synthetic_mix=cfg.SyntheticMix(**mix))
+    config.input_size, config.epochs, config.batch_size, config.threads = 32, 1, 8, 1
+    config.losses = ["wing"]
+    cfg.validate(config)
+    return config
+
+
+def test_the_synthetic_mix_adds_thin_poses_to_training_only(tiny_render, tmp_path):
+    from facemarks.data.mix import mix_directory
+    from facemarks.data.splits import load_splits
+    from facemarks.engine.trainer import prepare
+
+    config = mix_config(tiny_render, tmp_path / "cache", share=0.5, min_abs_yaw=35, max_abs_yaw=60, seed=2)
+    real = load_splits(config.data)
+    run = prepare(config, cfg.validate(config)[0], 0, tmp_path / "run", None, False)
+    trained = run.train_set.cache.samples
+    added = trained[len(real["train"]):]
+    assert len(added) == round(0.5 * len(real["train"])) and paths(trained[:len(real["train"])]) == paths(real["train"])
+    yaws = np.array([s.attributes["yaw"] for s in added])
+    assert np.all((np.abs(yaws) >= 35) & (np.abs(yaws) <= 60)) and (yaws > 0).any() and (yaws < 0).any()
+    assert {s.scheme for s in added} == {"300w"} and all(s.landmarks.shape == (68, 2) for s in added)
+    assert paths(run.val_samples) == paths(real["val"]) and len(run.sampler.samples) == len(trained)
+    assert not set(paths(added)) & set(paths(real["val"]) + paths(real["test"]))
+    folder = mix_directory(config.data.synthetic_mix, len(added), config.data.cache_dir)
+    assert all(Path(s.image_path).parent.parent == folder.resolve() for s in added)
+    stamp = (folder / "faces.jsonl").stat().st_mtime_ns
+    again = prepare(config, cfg.validate(config)[0], 1, tmp_path / "run2", None, False)  # rendered once, reused
+    assert (folder / "faces.jsonl").stat().st_mtime_ns == stamp and paths(again.train_set.cache.samples) == paths(trained)
+    # the pose-balanced sampler bins the added faces by their true pose
+    config.data.sampler, config.data.sampler_params = "pose_balanced", {"yaw_edges": [30]}
+    balanced = prepare(config, cfg.validate(config)[0], 0, tmp_path / "run3", None, False).sampler
+    assert np.array_equal(balanced.poses[len(real["train"]):, 0], yaws) and np.all(balanced.bins[len(real["train"]):] == 1)
+
+
+def paths(samples) -> list:
+    return [s.image_path for s in samples]
+
+
+def test_mixed_faces_are_not_those_of_the_plain_synthetic_dataset():
+    from facemarks.data.synthetic import Renderer, generate_face
+
+    renderer = Renderer()
+    plain_image, plain_points, plain = generate_face(0, 3, 96, renderer)
+    again_image, _, again = generate_face(0, 3, 96, renderer)
+    assert plain == again and np.array_equal(plain_image, again_image)  # the plain stream is untouched
+    image, points, turned = generate_face(0, 3, 96, renderer, abs_yaw=(40.0, 50.0))
+    assert 40 <= abs(turned["yaw"]) <= 50 and turned["roll"] != plain["roll"]
+
+
+def test_a_mix_needs_training_faces_in_its_scheme():
+    from facemarks.engine.trainer import check_synthetic_mix
+
+    config = cfg.Config()
+    config.losses = ["wing", {"name": "mixed", "loss": "wing", "overrides": {"data": {"synthetic_mix": {"share": 0.2}}}}]
+    entries = cfg.validate(config)
+    check_synthetic_mix(config, entries, "300w")
+    with pytest.raises(ConfigError, match=r"losses\[1\].overrides.data.synthetic_mix: synthetic faces have the 68 "
+                                          r"points of the '300w' scheme, but the training faces use 'wflw'"):
+        check_synthetic_mix(config, entries, "wflw")
+    config.data.synthetic_mix.share = 0.1
+    with pytest.raises(ConfigError, match=r"^config: data.synthetic_mix: "):
+        check_synthetic_mix(config, entries[:1], "wflw")

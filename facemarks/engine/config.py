@@ -13,7 +13,7 @@ that need no string parsing: `{model: dsnet, loss: wing, params: {w: 10, epsilon
 (`model` may itself be a mapping `{name, kwargs, pretrained}`; `name` sets the label).
 
 A mapping entry may also train under other data conditions than the config's:
-`overrides: {data: {sampler, sampler_params}, augment: {enabled, params}}`.
+`overrides: {data: {sampler, sampler_params, synthetic_mix}, augment: {enabled, params}}`.
 Each key given replaces that field of the config for this entry only (`config_for_entry`;
 training sampling and augmentation only: the test set, the crop and the validation faces
 stay those of the config, so every entry is still evaluated on the same crops). An entry
@@ -36,6 +36,18 @@ from facemarks.errors import ConfigError, DataError, FacemarksError, UnknownName
 
 
 @dataclass
+class SyntheticMix:
+    """Synthetic faces of thin poses added to the training split (facemarks.data.mix): `share`
+    = added faces / real training faces (0: none), each rendered with |yaw| uniform in
+    [min_abs_yaw, max_abs_yaw] degrees (either side), faces `seed` of the renderer."""
+
+    share: float = 0.0
+    min_abs_yaw: float = 30.0
+    max_abs_yaw: float = 60.0
+    seed: int = 0
+
+
+@dataclass
 class DataConfig:
     spec: str = "synthetic"          # FORMAT:PATH, or "synthetic"
     train_split: str = "train"
@@ -46,6 +58,7 @@ class DataConfig:
     num_workers: int = 0             # DataLoader worker processes (0: load in the training process)
     sampler: str = "uniform"         # order of training samples (facemarks.data.samplers)
     sampler_params: dict = field(default_factory=dict)  # the sampler's parameters (see its PARAMS)
+    synthetic_mix: SyntheticMix = field(default_factory=SyntheticMix)
 
 
 @dataclass
@@ -157,7 +170,7 @@ class Entry:
 
 # Fields an entry may override: what is sampled and how it is augmented for training, never
 # what the entries are evaluated on (test split, crop, validation faces, input size).
-OVERRIDABLE = {"data": ("sampler", "sampler_params"), "augment": ("enabled", "params")}
+OVERRIDABLE = {"data": ("sampler", "sampler_params", "synthetic_mix"), "augment": ("enabled", "params")}
 
 
 # ----------------------------------------------------------------------------- reading
@@ -429,14 +442,18 @@ def _check_names(config: Config, source: str) -> None:
     _check_training_data(config, source, "")
 
 
+# The renderer's faces stay plausible up to this |yaw| (checked by eye; see facemarks.data.mix).
+MAX_SYNTHETIC_YAW = 60.0
+
+
 def _check_training_data(config: Config, source: str, prefix: str) -> None:
-    """The fields an entry may override (OVERRIDABLE): sampler and its parameters and
-    augmentation; errors name the key under `prefix` (an entry's overrides)."""
+    """The fields an entry may override (OVERRIDABLE): sampler and its parameters, the
+    synthetic mix, augmentation; errors name the key under `prefix` (an entry's overrides)."""
     from facemarks.data.augment import AugmentConfig
     from facemarks.data.samplers import SamplerParamError
     from facemarks.registry import SAMPLERS
 
-    data = config.data
+    data, mix = config.data, config.data.synthetic_mix
     if data.sampler not in SAMPLERS:
         raise ConfigError(source, f"{prefix}data.sampler", str(UnknownNameError(SAMPLERS.kind, data.sampler, SAMPLERS.names())))
     try:
@@ -447,6 +464,16 @@ def _check_training_data(config: Config, source: str, prefix: str) -> None:
         AugmentConfig.from_dict(config.augment.params)
     except (FacemarksError, ValueError, TypeError) as exc:
         raise ConfigError(source, f"{prefix}augment.params", str(exc)) from None
+    key = f"{prefix}data.synthetic_mix."
+    if not (math.isfinite(mix.share) and 0 <= mix.share <= 10):
+        raise ConfigError(source, key + "share", f"must be in [0, 10] (added synthetic faces per real training face; "
+                                                 f"0: none), got {mix.share}")
+    if not 0 <= mix.min_abs_yaw < mix.max_abs_yaw <= MAX_SYNTHETIC_YAW:
+        bad = "min_abs_yaw" if not 0 <= mix.min_abs_yaw < MAX_SYNTHETIC_YAW else "max_abs_yaw"
+        raise ConfigError(source, key + bad, f"needs 0 <= min_abs_yaw < max_abs_yaw <= {MAX_SYNTHETIC_YAW:g} degrees, "
+                                             f"got {mix.min_abs_yaw} and {mix.max_abs_yaw}")
+    if mix.seed < 0:
+        raise ConfigError(source, key + "seed", f"must be >= 0, got {mix.seed}")
 
 
 def _check_task(config: Config, source: str) -> None:
@@ -461,6 +488,7 @@ def _check_task(config: Config, source: str) -> None:
     if task.features is not None and not all(isinstance(p, list) and len(p) == 2 and all(isinstance(n, str) for n in p)
                                              for p in task.features):
         raise ConfigError(source, "task.features", "must be a list of [student_layer, teacher_layer] pairs")
+
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 

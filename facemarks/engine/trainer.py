@@ -31,6 +31,7 @@ from facemarks import losses, models, schemes
 from facemarks.data import cache as crop_cache
 from facemarks.data.augment import AugmentConfig
 from facemarks.data.dataset import FaceCrops, make_loader
+from facemarks.data.mix import check_scheme, with_synthetic_mix
 from facemarks.data.samplers import build_sampler
 from facemarks.data.splits import load_splits
 from facemarks.engine import config as cfg
@@ -131,6 +132,9 @@ def prepare(config: cfg.Config, entry: cfg.Entry, seed: int, out_dir: Path, spli
         torch.set_num_threads(config.threads)
     cv2.setNumThreads(1)  # per-sample warps are tiny; OpenCV's thread pool would fight torch's
     splits = splits or load_splits(config.data)
+    train = ddp.main_first(lambda: with_synthetic_mix(splits["train"], config.data.synthetic_mix, config.data.cache_dir,
+                                                      progress and ddp.is_main))
+    splits = {**splits, "train": train}  # the faces trained on; validation and test stay the real ones
     scheme = schemes.get(splits["train"][0].scheme)
     policy = cfg.crop_policy_of(config)
     build = lambda split: crop_cache.build(splits[split], config.input_size, policy,  # noqa: E731
@@ -171,6 +175,15 @@ def training_device(config: cfg.Config) -> str:
     if config.precision == "bf16" and device.startswith("cuda") and not torch.cuda.is_bf16_supported():
         raise ConfigError("config", "precision", "this GPU has no bfloat16 arithmetic; use fp16 (or fp32)")
     return device
+
+
+def check_synthetic_mix(config: cfg.Config, entries: list, train_scheme: str) -> None:
+    """Before any entry trains: every entry's synthetic mix suits the training faces' scheme
+    (ConfigError naming the entry's key)."""
+    for i, entry in enumerate(entries):
+        own = "synthetic_mix" in entry.overrides.get("data", {})
+        check_scheme(cfg.config_for_entry(config, entry).data.synthetic_mix, train_scheme,
+                     f"losses[{i}].overrides.data.synthetic_mix" if own else "data.synthetic_mix")
 
 
 def build_task(config: cfg.Config, entry: cfg.Entry, scheme, train_cache, seed: int, device, memory_format):

@@ -27,7 +27,7 @@ from facemarks.engine import config as cfg
 from facemarks.engine import runs as run_folders
 from facemarks.engine.checkpoint import Checkpoint
 from facemarks.engine.evaluate import NORMS, attribute_flags, face_errors, face_poses, predict_crops
-from facemarks.engine.trainer import fit, training_device
+from facemarks.engine.trainer import check_synthetic_mix, fit, training_device
 from facemarks.experiments import lr_sweep, report
 from facemarks.experiments.lr_sweep import SAME_LR, TUNED_LR
 
@@ -47,6 +47,7 @@ def compare(config: cfg.Config, out_dir, progress: bool = True, resume: bool = F
     splits = load_splits(config.data)
     test = splits["test"]
     scheme = schemes.get(test[0].scheme)
+    check_synthetic_mix(config, entries, splits["train"][0].scheme)  # before any entry trains
     test_cache = crop_cache.build(test, config.input_size, cfg.crop_policy_of(config), root=config.data.cache_dir)
     test_poses = face_poses(test)  # before training: a face it cannot pose stops the run here
     swept = (lr_sweep.sweep(config, entries, splits, out_dir, resume=resume, progress=progress,

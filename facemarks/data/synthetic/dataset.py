@@ -47,10 +47,13 @@ def _check_args(num_faces, image_size, splits):
         raise ValueError(f"splits must be three non-negative fractions (train, val, test), got {splits}")
 
 
-def _manifest(num_faces, seed, image_size, splits) -> dict:
-    return {"generator": "facemarks.data.synthetic", "version": VERSION, "num_faces": int(num_faces),
-            "seed": int(seed), "image_size": int(image_size), "splits": [float(s) for s in splits],
-            "scheme": SCHEME, "image_format": "jpg"}
+def _manifest(num_faces, seed, image_size, splits, abs_yaw=None) -> dict:
+    manifest = {"generator": "facemarks.data.synthetic", "version": VERSION, "num_faces": int(num_faces),
+                "seed": int(seed), "image_size": int(image_size), "splits": [float(s) for s in splits],
+                "scheme": SCHEME, "image_format": "jpg"}
+    if abs_yaw is not None:  # only then: earlier renders keep their manifest and are reused
+        manifest["abs_yaw"] = [float(a) for a in abs_yaw]
+    return manifest
 
 
 def _existing_manifest(directory: Path) -> dict | None:
@@ -61,7 +64,7 @@ def _existing_manifest(directory: Path) -> dict | None:
 
 
 def render(directory, num_faces: int = 3000, seed: int = 0, image_size: int = 256, splits=(0.8, 0.1, 0.1),
-           *, progress: bool = True) -> Path:
+           *, progress: bool = True, abs_yaw: tuple[float, float] | None = None) -> Path:
     """Render the synthetic dataset into `directory` and return the path of its faces.jsonl.
 
     Files: images/NNNNNN.jpg (JPEG quality 95) and faces.jsonl, one JSON object per face:
@@ -72,11 +75,12 @@ def render(directory, num_faces: int = 3000, seed: int = 0, image_size: int = 25
     and render.json (the parameters). An existing render with the same parameters is
     reused; an outdated one is replaced. Writing is atomic: a temporary sibling folder
     is filled, then renamed. progress: show a progress bar on a terminal (tqdm).
-    About 10 ms per face on one CPU core.
+    abs_yaw = (lo, hi): faces of thin poses instead (see `generate_face`). About 10 ms per
+    face on one CPU core.
     """
     _check_args(num_faces, image_size, splits)
     directory = Path(directory).expanduser()
-    manifest = _manifest(num_faces, seed, image_size, splits)
+    manifest = _manifest(num_faces, seed, image_size, splits, abs_yaw)
     jsonl = directory / "faces.jsonl"
     if _existing_manifest(directory) == manifest and jsonl.is_file():
         return jsonl
@@ -87,7 +91,7 @@ def render(directory, num_faces: int = 3000, seed: int = 0, image_size: int = 25
             from tqdm import tqdm
 
             indices = tqdm(indices, desc=f"rendering synthetic faces into {directory}", unit="face", leave=False, disable=None)
-        _write_faces(tmp, indices, seed, image_size, splits)
+        _write_faces(tmp, indices, seed, image_size, splits, abs_yaw)
         fileio.write_text(tmp / "render.json", json.dumps(manifest, indent=1) + "\n")
     return jsonl
 
@@ -101,13 +105,13 @@ def _check_target(directory: Path) -> None:
             raise DataError(directory, "folder is not empty and holds no synthetic render (render.json); refusing to overwrite it")
 
 
-def _write_faces(folder: Path, indices, seed, image_size, splits) -> None:
+def _write_faces(folder: Path, indices, seed, image_size, splits, abs_yaw=None) -> None:
     """Render faces `indices` of dataset `seed` into folder/images and folder/faces.jsonl."""
     (folder / "images").mkdir()
     renderer = Renderer()
     samples = []
     for index in indices:
-        image, landmarks, attributes = generate_face(seed, index, image_size, renderer)
+        image, landmarks, attributes = generate_face(seed, index, image_size, renderer, abs_yaw)
         path = folder / f"images/{index:06d}.jpg"
         ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
         if not ok:

@@ -4,6 +4,8 @@ lives in a `Renderer`, built once per dataset and passed along."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from facemarks.data.synthetic.camera import Camera
@@ -57,11 +59,19 @@ def render_face(params: FaceParams, renderer: Renderer | None = None) -> tuple[n
     return (renderer or Renderer()).render(params)
 
 
-def generate_face(seed: int, index: int, image_size: int = 256,
-                  renderer: Renderer | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+def generate_face(seed: int, index: int, image_size: int = 256, renderer: Renderer | None = None,
+                  abs_yaw: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
     """Face `index` of dataset `seed`: (RGB uint8 image, (68, 2) landmarks, attributes).
 
-    Depends only on np.random.default_rng([seed, index]).
+    Depends only on np.random.default_rng([seed, index]). With abs_yaw = (lo, hi) (thin
+    poses for training, facemarks.data.mix): |yaw| uniform in [lo, hi] degrees, either side,
+    drawn after the other parameters from np.random.default_rng([seed, index, 1]), a stream
+    of its own, so such a face is never one of the plain dataset's (whose test faces it
+    could otherwise repeat under another yaw).
     """
-    rng = np.random.default_rng([int(seed), int(index)])
-    return render_face(sample_params(rng, image_size), renderer)
+    if abs_yaw is None:
+        return render_face(sample_params(np.random.default_rng([int(seed), int(index)]), image_size), renderer)
+    rng = np.random.default_rng([int(seed), int(index), 1])
+    params = sample_params(rng, image_size)
+    yaw = rng.choice([-1.0, 1.0]) * rng.uniform(*abs_yaw)
+    return render_face(dataclasses.replace(params, yaw=float(yaw)), renderer)
