@@ -10,6 +10,14 @@ have finite landmarks inside the image. `--image-size` passes the image size to
 head_pose (focal length max(W, H)) instead of None (4 x the landmark box); `--noise`
 adds Gaussian noise (pixels) to the landmarks, a stand-in for a predictor's error.
 Targets: yaw MAE <= 5 degrees for |yaw| < 45, <= 8 beyond.
+
+Measured with the command above (800 faces; degrees, yaw / pitch / roll MAE):
+0-15: 307 faces, 0.84 / 1.87 / 0.23; 15-30: 221, 1.22 / 1.56 / 0.34; 30-45: 72, 1.61 / 1.40 /
+0.43; 45+: 200, 1.75 / 0.99 / 0.72. With --pass-image-size the pitch MAE of the 0-15 bin
+is 3.43 (mean signed pitch error +1.83: f = 256 px is a shorter focal length than the
+renderer's cameras); with --noise 2 the yaw MAE is 1.12 / 1.58 / 1.69 / 1.90. The mean face
+is the renderer's own template head, so these are lower bounds for real faces, whose 3-D
+shape differs more from it.
 """
 
 from __future__ import annotations

@@ -66,6 +66,27 @@ def test_near_profile_faces(renderer, yaw):
     assert abs(got.yaw - yaw) < 8.0 and abs(got.pitch - 8.0) < 8.0 and abs(got.roll + 12.0) < 4.0, got
 
 
+@pytest.mark.parametrize("failure", ["error", "not ok", "far off", "misfit"])
+def test_pnp_failure_falls_back_to_the_orthographic_fit(renderer, monkeypatch, failure):
+    """When solvePnP raises, reports failure, lands far from the first fit or fits the
+    points badly, the scaled-orthographic pose is returned, still within bounds on a
+    near-profile face."""
+    landmarks, _ = render_pose(renderer, yaw=62.0, pitch=-6.0, roll=10.0, index=9)
+
+    def broken(model, image, camera, dist, rvec, tvec, **kwargs):
+        if failure == "error":
+            raise pose.cv2.error("simulated")
+        if failure == "not ok":
+            return False, rvec, tvec
+        if failure == "far off":
+            return True, rvec + np.array([[0.0], [1.2], [0.0]]), tvec  # 69 degrees more yaw
+        # 14 degrees more yaw (within the 25 allowed) and the face moved off its points.
+        return True, rvec + np.array([[0.0], [0.25], [0.0]]), tvec + np.array([[0.5], [0.0], [0.0]]) * tvec[2]
+    monkeypatch.setattr(pose.cv2, "solvePnP", broken)
+    got = pose.head_pose(landmarks, "300w")
+    assert abs(got.yaw - 62.0) < 8.0 and abs(got.pitch + 6.0) < 8.0 and abs(got.roll - 10.0) < 4.0, got
+
+
 def test_image_size_only_changes_the_focal_length(renderer):
     landmarks, _ = render_pose(renderer, yaw=25.0, pitch=-10.0, roll=15.0, index=3)
     without, with_size = pose.head_pose(landmarks, "300w"), pose.head_pose(landmarks, "300w", (SIZE, SIZE))
