@@ -1,10 +1,12 @@
 """End-to-end evaluation (`facemarks evaluate --detector`): the match rule on hand-made
 boxes, counts and NME on small synthetic sets computed by hand (several faces in one image),
 `whole` and ground-truth boxes files against the plain evaluation, a 68-point model on
-98-point faces, bad boxes files, and the real 300W common split."""
+98-point faces, bad boxes files, and the real 300W common split. Box noise for training
+(augment box_noise: the detector's residuals): draws, distribution, crop, options."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,8 +18,13 @@ from torch import nn
 
 from facemarks import schemes
 from facemarks.cli import main as cli_main
+from facemarks.data.augment import (HAAR_300W_BOX_COVARIANCE, HAAR_300W_BOX_MEAN, AugmentConfig,
+                                     AugmentParams, augment_sample, sample_augmentation)
+from facemarks.engine import config as cfg
 from facemarks.engine.checkpoint import Checkpoint, ModelSpec
 from facemarks.engine.evaluate import evaluate_checkpoint
+from facemarks.errors import ConfigError
+from facemarks.geometry.affine import crop_matrix
 from facemarks.geometry.crop import BoxCrop
 from facemarks.inference.end_to_end import box_iou, evaluate_end_to_end, match_detections
 from facemarks.registry import MODELS
@@ -386,3 +393,71 @@ def test_haar_end_to_end_on_real_300w_faces(data_300w, tmp_path):
     assert np.mean(truth) == pytest.approx(plain["summary"]["inter_ocular"]["mean"], rel=0.03)
     matched = result["summary"]
     assert matched["ground_truth_matched"]["inter_ocular"]["mean"] < matched["detector_matched"]["inter_ocular"]["mean"] < 0.08
+
+
+# ----------------------------------------------------------------------------- box noise for training
+
+
+def test_box_noise_leaves_every_other_draw_unchanged():
+    # A fresh generator per sample: the 22 uniforms of the other parameters are the first 22.
+    assert np.array_equal(np.random.default_rng([4, 1, 7]).random(26)[:22], np.random.default_rng([4, 1, 7]).random(22))
+    for key in range(50):
+        off = sample_augmentation(np.random.default_rng([3, 2, key]), AugmentConfig())
+        on = sample_augmentation(np.random.default_rng([3, 2, key]), AugmentConfig(box_noise="haar_300w"))
+        assert off.box_offset == (0.0, 0.0) and off.box_log_scale == (0.0, 0.0)
+        first_22 = np.random.default_rng([3, 2, key]).random(22)  # what the draws were before box noise
+        assert off.rotation == pytest.approx(-20 + 40 * first_22[0]) and off.seed == int(first_22[21] * 2**53)
+        assert on.box_offset != (0.0, 0.0)
+        assert dataclasses.replace(on, box_offset=(0.0, 0.0), box_log_scale=(0.0, 0.0)) == off
+
+
+def test_box_noise_follows_the_measured_distribution():
+    config = AugmentConfig(box_noise="haar_300w")
+    draws = np.array([sample_augmentation(np.random.default_rng([0, 0, k]), config).box_offset
+                      + sample_augmentation(np.random.default_rng([0, 0, k]), config).box_log_scale
+                      for k in range(20000)])
+    covariance = np.asarray(HAAR_300W_BOX_COVARIANCE)
+    std = np.sqrt(np.diag(covariance))
+    assert np.all(np.abs(draws.mean(0) - HAAR_300W_BOX_MEAN) < 4 * std / np.sqrt(len(draws)))
+    assert np.sqrt(np.diag(np.cov(draws, rowvar=False))) == pytest.approx(std, rel=0.03)
+    assert np.corrcoef(draws, rowvar=False) == pytest.approx(covariance / np.outer(std, std), abs=0.03)
+    explicit = AugmentConfig(box_noise="std", box_noise_std=(0.1, 0.0, 0.2, 0.05))
+    draws = np.array([sample_augmentation(np.random.default_rng([1, 0, k]), explicit).box_offset
+                      + sample_augmentation(np.random.default_rng([1, 0, k]), explicit).box_log_scale
+                      for k in range(20000)])
+    assert draws.std(0) == pytest.approx([0.1, 0.0, 0.2, 0.05], rel=0.03, abs=1e-12)
+    assert np.abs(np.corrcoef(draws[:, [0, 2, 3]], rowvar=False) - np.eye(3)).max() < 0.03
+
+
+def test_the_training_crop_is_cut_around_the_perturbed_box():
+    image = np.zeros((120, 160, 3), np.uint8)
+    box = (30.0, 20.0, 110.0, 90.0)
+    params = AugmentParams(box_offset=(0.1, -0.05), box_log_scale=(0.2, -0.1))
+    _, _, matrix = augment_sample(image, None, box, params, S, MARGIN)
+    # By hand: centre (70, 55) + (0.1 * 80, -0.05 * 70); sides 80 e^0.2 and 70 e^-0.1.
+    centre, half = np.array([78.0, 51.5]), np.array([80 * np.exp(0.2), 70 * np.exp(-0.1)]) / 2
+    assert np.allclose(matrix, crop_matrix(np.concatenate([centre - half, centre + half]), S, margin=MARGIN))
+    _, _, plain = augment_sample(image, None, box, AugmentParams(), S, MARGIN)
+    assert np.array_equal(plain, crop_matrix(box, S, margin=MARGIN))
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"box_noise": "dlib"}, "box_noise must be one of none, haar_300w, std"),
+    ({"box_noise": "std", "box_noise_std": [0.1, 0.1, 0.1]}, "box_noise_std must be 4 numbers >= 0"),
+    ({"box_noise": "std", "box_noise_std": [0.1, -0.1, 0.1, 0.1]}, "box_noise_std must be 4 numbers >= 0"),
+    ({"box_noise": "haar_300w", "box_noise_std": [0.1, 0.1, 0.1, 0.1]}, "box_noise_std applies with box_noise: std"),
+])
+def test_box_noise_options_are_checked(values, message):
+    config = cfg.Config()
+    config.augment.params = values
+    with pytest.raises(ConfigError, match=f"augment.params: {message}"):
+        cfg.validate(config)
+
+
+def test_box_noise_needs_a_box_crop():
+    config = cfg.Config()
+    config.augment.params = {"box_noise": "haar_300w"}
+    cfg.validate(config)
+    config.crop.policy = "align"
+    with pytest.raises(ConfigError, match="augment.params.box_noise: perturbs the face box of box crops"):
+        cfg.validate(config)

@@ -6,7 +6,20 @@ Augmentation randomness
 of fixed length (`AugmentParams.NUM_DRAWS` uniforms), whatever the configuration or the
 values drawn, so a generator seeded from (seed, epoch, sample index) yields the same
 parameters for every loss and model compared. Photometric noise is generated from a
-seed stored in the parameters, so `photometric(image, params)` is a pure function.
+seed stored in the parameters, so `photometric(image, params)` is a pure function. Draws
+added for a new option come after the existing ones (the generator is fresh per sample,
+so the earlier uniforms stay what they were) and give the identity when it is off, so
+batches without the option are unchanged.
+
+Box noise
+---------
+`box_noise` moves and resizes the face box before the crop, as a face detector's box
+differs from the landmark box a model is trained on: the centre moves by (dx w, dy h)
+and the sides become (w e^sx, h e^sy), with (dx, dy, sx, sy) drawn from a Gaussian:
+"haar_300w" the mean and covariance of the calibrated Haar detector's residuals on the
+300W training split (HAAR_300W_BOX_MEAN / _COVARIANCE, measured by
+benchmarks/haar_box_residuals.py), "std" zero mean and independent components with the
+standard deviations `box_noise_std`. The other geometric jitter applies on top.
 """
 
 from __future__ import annotations
@@ -24,6 +37,18 @@ from facemarks.geometry.coords import flip_points
 # ----------------------------------------------------------------------------------
 # Augmentation
 # ----------------------------------------------------------------------------------
+
+# Residuals (offset x, y in units of the landmark box's width, height; log scale x, y) of the
+# calibrated Haar boxes (facemarks.inference.detect) against the landmark boxes, on the 1,841
+# of 2,012 faces of the 300W training split the detector finds (matched by the end-to-end
+# evaluation's rule). Measured by
+#   python benchmarks/haar_box_residuals.py --data 300w:../shared/data/300w --split train
+HAAR_300W_BOX_MEAN = (-0.0009, 0.0028, -0.0079, -0.0068)
+HAAR_300W_BOX_COVARIANCE = ((0.008805, 0.000037, 0.000946, 0.000775),
+                            (0.000037, 0.002453, 0.001396, 0.002823),
+                            (0.000946, 0.001396, 0.009868, 0.007332),
+                            (0.000775, 0.002823, 0.007332, 0.011383))
+BOX_NOISE = ("none", "haar_300w", "std")
 
 
 @dataclass(frozen=True)
@@ -44,6 +69,11 @@ class AugmentConfig:
         occlusion_prob, occlusion_size:   a rectangle with sides uniform in
                                           occlusion_size (fractions of the image side),
                                           filled with noise or one random colour (even odds).
+    Box (see "Box noise" in the module docstring):
+        box_noise:     "none", "haar_300w" (the Haar detector's residuals on 300W train)
+                       or "std" (zero mean, independent, standard deviations box_noise_std).
+        box_noise_std: (offset x, offset y, log scale x, log scale y) standard deviations
+                       for box_noise "std"; offsets in units of the box's width, height.
     """
 
     rotation: float = 20.0
@@ -59,6 +89,8 @@ class AugmentConfig:
     noise_std: float = 8.0
     occlusion_prob: float = 0.2
     occlusion_size: tuple[float, float] = (0.1, 0.4)
+    box_noise: str = "none"
+    box_noise_std: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
     def __post_init__(self):
         # YAML gives lists; keep the dataclass hashable and comparable.
@@ -77,6 +109,19 @@ class AugmentConfig:
         for name in ("brightness", "contrast", "saturation"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        self._check_box_noise()
+
+    def _check_box_noise(self) -> None:
+        if self.box_noise not in BOX_NOISE:
+            raise ValueError(f"box_noise must be one of {', '.join(BOX_NOISE)}, got {self.box_noise!r}")
+        std = self.box_noise_std
+        if not isinstance(std, (list, tuple)) or len(std) != 4 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in std):
+            raise ValueError(f"box_noise_std must be 4 numbers >= 0 (offset x, offset y, log scale x, log scale y), "
+                             f"got {std!r}")
+        object.__setattr__(self, "box_noise_std", tuple(float(v) for v in std))
+        if self.box_noise != "std" and any(self.box_noise_std):
+            raise ValueError(f"box_noise_std applies with box_noise: std (box_noise is {self.box_noise!r})")
 
     @classmethod
     def none(cls) -> AugmentConfig:
@@ -109,6 +154,8 @@ class AugmentParams:
     occlusion: (x, y, w, h) in fractions of the image side, or None.
     occlusion_colour: RGB fill of the occlusion, or None for uniform noise.
     seed: seeds the noise (pixel noise and noise-filled occlusions).
+    box_offset: the face box's centre moves by (dx * width, dy * height) before the crop.
+    box_log_scale: the box's width and height are multiplied by (e^sx, e^sy).
     """
 
     rotation: float = 0.0
@@ -123,9 +170,35 @@ class AugmentParams:
     occlusion: tuple[float, float, float, float] | None = None
     occlusion_colour: tuple[int, int, int] | None = None
     seed: int = 0
+    box_offset: tuple[float, float] = (0.0, 0.0)
+    box_log_scale: tuple[float, float] = (0.0, 0.0)
 
-    # The number of uniforms sample_augmentation draws for every sample.
-    NUM_DRAWS = 22
+    # The number of uniforms sample_augmentation draws for every sample: 22 for the
+    # geometric and photometric parameters, then 4 for the box noise.
+    NUM_DRAWS = 26
+
+
+def box_noise_draw(u: np.ndarray, cfg: AugmentConfig) -> np.ndarray:
+    """(dx, dy, sx, sy) of the box noise from 4 uniforms in [0, 1) (zeros when off):
+    Box-Muller gives 4 independent standard normals, mapped to cfg's Gaussian."""
+    if cfg.box_noise == "none":
+        return np.zeros(4)
+    radius = np.sqrt(-2.0 * np.log1p(-u[[0, 2]]))  # 1 - u in (0, 1]: finite
+    angle = 2.0 * math.pi * u[[1, 3]]
+    normal = np.array([radius[0] * math.cos(angle[0]), radius[0] * math.sin(angle[0]),
+                       radius[1] * math.cos(angle[1]), radius[1] * math.sin(angle[1])])
+    if cfg.box_noise == "std":
+        return np.asarray(cfg.box_noise_std) * normal
+    return np.asarray(HAAR_300W_BOX_MEAN) + np.linalg.cholesky(np.asarray(HAAR_300W_BOX_COVARIANCE)) @ normal
+
+
+def perturb_box(box, offset, log_scale) -> np.ndarray:
+    """The box (x_min, y_min, x_max, y_max) moved by offset * (w, h) and resized by exp(log_scale)."""
+    box = np.asarray(box, dtype=np.float64).reshape(4)
+    size = box[2:] - box[:2]
+    centre = (box[:2] + box[2:]) / 2 + np.asarray(offset) * size
+    half = size * np.exp(np.asarray(log_scale)) / 2
+    return np.concatenate([centre - half, centre + half])
 
 
 def sample_augmentation(rng: np.random.Generator, cfg: AugmentConfig) -> AugmentParams:
@@ -160,6 +233,7 @@ def sample_augmentation(rng: np.random.Generator, cfg: AugmentConfig) -> Augment
         if u[17] < 0.5:
             occlusion_colour = tuple(min(int(v * 256), 255) for v in u[18:21])
     seed = int(u[21] * 2**53)
+    box = box_noise_draw(u[22:26], cfg)
     return AugmentParams(
         rotation=float(rotation),
         scale=float(scale),
@@ -173,6 +247,8 @@ def sample_augmentation(rng: np.random.Generator, cfg: AugmentConfig) -> Augment
         occlusion=occlusion,
         occlusion_colour=occlusion_colour,
         seed=seed,
+        box_offset=(float(box[0]), float(box[1])),
+        box_log_scale=(float(box[2]), float(box[3])),
     )
 
 
@@ -255,6 +331,8 @@ def augment_sample(
     Map predictions back with `to_source(pred_norm, M, input_size)` (permutation-free:
     the returned points are already in label order).
     """
+    if params.box_offset != (0.0, 0.0) or params.box_log_scale != (0.0, 0.0):  # else the box exactly as given
+        box = perturb_box(box, params.box_offset, params.box_log_scale)
     matrix = crop_matrix(
         box, input_size, margin=margin, rotation=params.rotation, scale=params.scale,
         shift=params.shift, flip=params.flip,

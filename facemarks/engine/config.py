@@ -461,9 +461,12 @@ def _check_training_data(config: Config, source: str, prefix: str) -> None:
     except SamplerParamError as exc:
         raise ConfigError(source, f"{prefix}data.sampler_params.{exc.key}", str(exc)) from None
     try:
-        AugmentConfig.from_dict(config.augment.params)
+        augment = AugmentConfig.from_dict(config.augment.params)
     except (FacemarksError, ValueError, TypeError) as exc:
         raise ConfigError(source, f"{prefix}augment.params", str(exc)) from None
+    if augment.box_noise != "none" and config.crop.policy != "box":
+        raise ConfigError(source, f"{prefix}augment.params.box_noise", f"perturbs the face box of box crops; this "
+                                                                       f"config crops with {config.crop.policy!r}")
     key = f"{prefix}data.synthetic_mix."
     if not (math.isfinite(mix.share) and 0 <= mix.share <= 10):
         raise ConfigError(source, key + "share", f"must be in [0, 10] (added synthetic faces per real training face; "

@@ -185,7 +185,7 @@ def predict_image(predictor: LandmarkPredictor, samples: list, path: str, indice
     truth_boxes = np.stack([np.asarray(s.box, dtype=np.float64) for s in faces])
     predicted = predictor.predict(image, boxes=np.concatenate([detections, truth_boxes]))
     points = np.stack([face["landmarks"] for face in predicted])
-    return {"listed": found is not None, "detections": detections, "chosen": chosen, "iou": ious,
+    return {"detections": detections, "chosen": chosen, "iou": ious,
             "detected_points": points[:len(detections)], "truth_boxes": truth_boxes,
             "truth_points": points[len(detections):]}
 
@@ -246,10 +246,10 @@ def tally(samples: list, faces: dict, unmatched: list) -> dict:
     summary = {"detector_matched": evaluate.summarize(faces["detected"], chosen),
                "ground_truth_matched": evaluate.summarize(truth_matched, chosen),
                "ground_truth_all": evaluate.summarize(faces["truth"], samples)}
-    detected_nme = iter(zip(*faces["detected"].values()))
+    position = np.cumsum(matched) - 1  # a matched face's row in faces["detected"]
     per_face = []
     for index, sample in enumerate(samples):
-        nme = dict(zip(faces["detected"], map(float, next(detected_nme)))) if matched[index] else None
+        nme = {norm: float(v[position[index]]) for norm, v in faces["detected"].items()} if matched[index] else None
         per_face.append({"image_path": sample.image_path, "matched": bool(matched[index]),
                          "box": faces["detected_box"][index].tolist() if matched[index] else None,
                          "iou": float(faces["iou"][index]) if matched[index] else None, "nme": nme,
