@@ -96,6 +96,7 @@ import numpy as np
 import yaml
 
 from facemarks import fileio
+from facemarks.experiments import lr_sweep
 from facemarks.errors import DataError
 from facemarks.metrics import auc, ced, failure_rate
 from facemarks.experiments.tables import (better_cell, face_pair, fmt_interval, fmt_p, fmt_stat, holm_family, nme_matrix,
@@ -382,6 +383,7 @@ def render_markdown(results: dict, summary: dict) -> str:
     lines += subsets_section(summary)
     lines += pose_section(summary)
     lines += _training_section(summary)
+    lines += lr_sweep.report_section(results, summary)
     lines += ["## Curves", "", "![CED curves](ced.png)", "", f"CED of the inter-ocular NME up to {thr}, {summary['ced']}.", ""]
     lines += ["![Training curves](training.png)", "", "Training loss and validation NME per epoch; thin lines are single seeds, thick lines the mean over seeds.", ""]
     lines += _runs_section(results, summary)
