@@ -80,9 +80,13 @@ class OneEuroFilter:
         alpha_d = smoothing_factor(self.d_cutoff, period)
         # a x + (1 - a) y written as y + a (x - y): a constant signal stays bit-identical
         self.speed = self.speed + alpha_d * (raw_speed - self.speed)
-        alpha = smoothing_factor(self.min_cutoff + self.beta * np.abs(self.speed), period)
+        alpha = smoothing_factor(self.min_cutoff + self.beta * self.speed_magnitude(), period)
         self.value = self.value + alpha * (points - self.value)
         return self.value.copy()
+
+    def speed_magnitude(self) -> np.ndarray:
+        """|dX^| in the cutoff: per coordinate here; a subclass may share one speed."""
+        return np.abs(self.speed)
 
     def _period(self, timestamp) -> float:
         previous = self.time
