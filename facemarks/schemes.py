@@ -509,3 +509,22 @@ def _flip_permutation(data: dict, num_points: int, path) -> tuple[int, ...]:
     if len(set(flat)) != len(flat):
         raise DataError(path, "flip_pairs: an index appears in more than one pair")
     return _permutation_from_pairs(num_points, pairs)
+
+
+# The five face regions reported per region (per-region NME) and weighted in losses
+# (region_weights): each is the union of the scheme's regions of the same part of the face.
+FACE_REGIONS = {"jaw": ("jaw",), "brows": ("left_brow", "right_brow"), "nose": ("nose",),
+                "eyes": ("left_eye", "right_eye"), "mouth": ("mouth",)}
+
+
+def face_regions(scheme: str | Scheme) -> dict[str, tuple[int, ...]]:
+    """{jaw, brows, nose, eyes, mouth} -> sorted point indices of `scheme`, from its regions
+    (FACE_REGIONS); a part the scheme has no region for is left out (the 5-point scheme
+    has no jaw or brows)."""
+    scheme = get(scheme)
+    out = {}
+    for part, names in FACE_REGIONS.items():
+        indices = sorted({i for name in names for i in scheme.regions.get(name, ())})
+        if indices:
+            out[part] = tuple(indices)
+    return out

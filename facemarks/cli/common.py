@@ -47,6 +47,13 @@ def add_training_arguments(parser) -> None:
     parser.add_argument("--data", help="FORMAT:PATH (300w:DIR, wflw:DIR, cofw:FILE, csv:FILE, jsonl:FILE) or synthetic")
     parser.add_argument("--model", help="model name (see `facemarks bench --list`)")
     parser.add_argument("--pretrained", help="local file of torchvision-format ImageNet weights for the backbone")
+    parser.add_argument("--init", metavar="CKPT", help="start from this facemarks checkpoint of the same model "
+                                                       "family: tensors of matching name and shape are copied, the "
+                                                       "rest (e.g. the head of another point count) initialised anew")
+    parser.add_argument("--init-layers", type=int, metavar="N", help="with --init: copy only the first N layers "
+                                                                     "(the model's feature_layers)")
+    parser.add_argument("--freeze", type=int, metavar="N", help="freeze the first N layers (weights and BatchNorm "
+                                                                "statistics); needs --init or --pretrained")
     parser.add_argument("--input-size", type=int)
     parser.add_argument("--epochs", type=int)
     add_batch_size(parser, default=None, help_text="faces per training step")
@@ -71,6 +78,7 @@ def config_from_args(args):
     config = cfg.load(args.config) if args.config else cfg.Config()
     overrides = {
         ("data", "spec"): args.data, ("model", "name"): args.model, ("model", "pretrained"): args.pretrained,
+        ("model", "init"): args.init, ("model", "init_layers"): args.init_layers, ("model", "freeze"): args.freeze,
         ("input_size",): args.input_size, ("epochs",): args.epochs, ("batch_size",): args.batch_size,
         ("optim", "lr"): args.lr, ("optim", "optimizer"): args.optimizer, ("threads",): args.threads,
         ("data", "cache_dir"): args.cache_dir, ("device",): args.device, ("precision",): args.precision,

@@ -1,6 +1,7 @@
 """`facemarks train`: train one entry (a model and a loss) for one seed.
 
-`facemarks train --config FILE [--loss SPEC] [--seed N] --out DIR [--resume]`; under
+`facemarks train --config FILE [--loss SPEC] [--seed N] --out DIR [--resume]`
+[--init CKPT [--init-layers N] [--freeze N]] (transfer: facemarks.engine.transfer); under
 `torchrun --nproc_per_node=N -m facemarks train ...` with DistributedDataParallel.
 """
 

@@ -18,6 +18,11 @@ Each key given replaces that field of the config for this entry only (`config_fo
 training sampling and augmentation only: the test set, the crop and the validation faces
 stay those of the config, so every entry is still evaluated on the same crops). An entry
 with overrides needs a `name`, its label in reports and run folders.
+
+A mapping entry may weight face regions in its loss: `region_weights: {eyes: 2, mouth: 1.5}`
+(facemarks.losses.regions; it needs a `name` too). Its `model` mapping may start from
+another run's checkpoint: `{name: dsnet_heatmap, init: FILE, init_layers: n, freeze: n}`
+(the config's own `model` takes the same keys; facemarks.engine.transfer).
 """
 
 from __future__ import annotations
@@ -63,9 +68,15 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    """The model; `init`, `init_layers` and `freeze` start it from another run's checkpoint
+    (facemarks.engine.transfer: what is copied, what a layer is, what freezing does)."""
+
     name: str = "dsnet"
     kwargs: dict = field(default_factory=dict)
     pretrained: str | None = None    # local file of torchvision-format ImageNet weights
+    init: str | None = None          # facemarks checkpoint of the same model family to start from
+    init_layers: int | None = None   # copy only the first n layers (model.feature_layers); None: every match
+    freeze: int = 0                  # freeze the first n layers (weights and BatchNorm statistics)
 
 
 @dataclass
@@ -160,11 +171,17 @@ class Entry:
     loss: str
     params: dict = field(default_factory=dict)
     overrides: dict = field(default_factory=dict)
+    region_weights: dict = field(default_factory=dict)  # {region: weight} (facemarks.losses.regions)
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
-        if not self.overrides:  # an entry without overrides is written as before (resumable runs)
-            del values["overrides"]
+        # Fields at their defaults are left out, so entries are written as before (resumable runs).
+        for key in ("overrides", "region_weights"):
+            if not values[key]:
+                del values[key]
+        for key, default in (("init", None), ("init_layers", None), ("freeze", 0)):
+            if values["model"][key] == default:
+                del values["model"][key]
         return values
 
 
@@ -285,9 +302,10 @@ def parse_entry(entry, config: Config, source: str, key: str) -> Entry:
 
 
 def _entry_from_mapping(entry: dict, config: Config, source: str, key: str) -> Entry:
-    unknown = sorted(set(entry) - {"model", "loss", "params", "name", "overrides"})
+    unknown = sorted(set(entry) - {"model", "loss", "params", "name", "overrides", "region_weights"})
     if unknown:
-        raise ConfigError(source, f"{key}.{unknown[0]}", "unknown key; valid: loss, model, name, overrides, params")
+        raise ConfigError(source, f"{key}.{unknown[0]}", "unknown key; valid: loss, model, name, overrides, params, "
+                                                         "region_weights")
     if not isinstance(entry.get("loss"), str):
         raise ConfigError(source, f"{key}.loss", f"must name a loss, got {entry.get('loss')!r}")
     params = entry.get("params") or {}
@@ -301,12 +319,30 @@ def _entry_from_mapping(entry: dict, config: Config, source: str, key: str) -> E
     else:
         raise ConfigError(source, f"{key}.model", f"must be a model name or mapping, got {model!r}")
     overrides = _parse_overrides(entry.get("overrides"), source, f"{key}.overrides")
-    if overrides and not entry.get("name"):
-        raise ConfigError(source, f"{key}.name", "an entry with overrides needs a name (its label in the report and "
-                                                 "its run folders), e.g. name: pose_balanced")
+    region_weights = _parse_region_weights(entry.get("region_weights"), source, f"{key}.region_weights")
+    for field_name, given, example in (("overrides", overrides, "pose_balanced"),
+                                       ("region_weights", region_weights, "eyes_x2")):
+        if given and not entry.get("name"):
+            raise ConfigError(source, f"{key}.name", f"an entry with {field_name} needs a name (its label in the "
+                                                     f"report and its run folders), e.g. name: {example}")
     label = entry.get("name") or f"{model.name}+{entry['loss']}" + (
         ":" + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
-    return Entry(str(label), model, entry["loss"], dict(params), overrides)
+    return Entry(str(label), model, entry["loss"], dict(params), overrides, region_weights)
+
+
+def _parse_region_weights(values, source: str, key: str) -> dict:
+    """An entry's region weights, types and values checked (the names are checked against the
+    data's scheme before training: facemarks.losses.regions.region_point_weights)."""
+    from facemarks.losses.regions import check_region_weights
+
+    if values is None:
+        return {}
+    try:
+        return check_region_weights(values)
+    except ValueError as exc:
+        name = str(exc).partition(":")[0]
+        raise ConfigError(source, f"{key}.{name}" if isinstance(values, dict) and name in values else key,
+                          str(exc)) from None
 
 
 def _parse_overrides(overrides, source: str, key: str) -> dict:
@@ -350,7 +386,7 @@ def _model_for(name: str, config: Config) -> ModelConfig:
 
 
 def copy_model(model: ModelConfig) -> ModelConfig:
-    return ModelConfig(model.name, dict(model.kwargs), model.pretrained)
+    return dataclasses.replace(model, kwargs=dict(model.kwargs))
 
 
 # ----------------------------------------------------------------------------- validation
@@ -392,6 +428,23 @@ def check_entry(entry: Entry, source: str, key: str) -> None:
                                        f"(awing, heatmap_mse) and regression models with point losses")
     if entry.model.pretrained and not Path(entry.model.pretrained).is_file():
         raise ConfigError(source, f"{key} model.pretrained", f"file not found: {entry.model.pretrained}")
+    _check_init(entry.model, source, key)
+
+
+def _check_init(model: ModelConfig, source: str, key: str) -> None:
+    """model.init / init_layers / freeze (facemarks.engine.transfer); the checkpoint's family and
+    the number of layers are checked when the model is built."""
+    if model.init is not None and not Path(model.init).is_file():
+        raise ConfigError(source, f"{key} model.init", f"file not found: {model.init}")
+    if model.init and model.pretrained:
+        raise ConfigError(source, f"{key} model.init", "give init (a facemarks checkpoint) or pretrained (ImageNet "
+                                                       "backbone weights), not both")
+    if model.init_layers is not None and (model.init_layers < 1 or not model.init):
+        raise ConfigError(source, f"{key} model.init_layers", f"must be >= 1 (or null: every matching tensor), with "
+                                                              f"model.init set; got {model.init_layers}")
+    if model.freeze < 0 or (model.freeze and not (model.init or model.pretrained)):
+        raise ConfigError(source, f"{key} model.freeze", f"must be >= 0, and freezes trained layers: it needs "
+                                                         f"model.init or model.pretrained; got {model.freeze}")
 
 
 _POSITIVE_INT = ("input_size", "epochs", "batch_size")

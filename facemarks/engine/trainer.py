@@ -35,7 +35,7 @@ from facemarks.data.mix import check_scheme, with_synthetic_mix
 from facemarks.data.samplers import build_sampler
 from facemarks.data.splits import load_splits
 from facemarks.engine import config as cfg
-from facemarks.engine import distributed, runs
+from facemarks.engine import distributed, runs, transfer
 from facemarks.engine.checkpoint import Checkpoint, ModelSpec
 from facemarks.engine.evaluate import face_errors, predict_crops
 from facemarks.engine.optim import build_optimizer, learning_rate
@@ -43,6 +43,7 @@ from facemarks.errors import CheckpointError, ConfigError, FacemarksError
 from facemarks.fileio import write_text
 from facemarks.geometry.affine import apply_to_points
 from facemarks.geometry.coords import to_normalized
+from facemarks.losses.regions import region_point_weights
 from facemarks.registry import TASKS
 
 
@@ -196,9 +197,22 @@ def build_task(config: cfg.Config, entry: cfg.Entry, scheme, train_cache, seed: 
         models.load_pretrained_backbone(model, entry.model.pretrained)
     if model.kind == "regression":
         model.init_mean_shape(mean_shape(train_cache, config.input_size))
+    transfer.initialise(model, entry.model)  # model.init / init_layers / freeze: after every other initialisation
     model = model.to(device, memory_format=memory_format)
-    criterion = losses.build_loss(entry.loss, input_size=config.input_size, params=entry.params, scheme=scheme)
+    criterion = losses.build_loss(entry.loss, input_size=config.input_size, params=entry.params, scheme=scheme,
+                                  point_weights=entry_point_weights(entry, scheme))
     return TASKS.get(config.task.name)(config, model, criterion.to(device), device)
+
+
+def entry_point_weights(entry: cfg.Entry, scheme, key: str = "region_weights"):
+    """The (N,) point weights of the entry's region_weights for `scheme` (None without any);
+    ConfigError naming `key`.NAME for a region the scheme lacks."""
+    if not entry.region_weights:
+        return None
+    try:
+        return region_point_weights(entry.region_weights, scheme)
+    except ValueError as exc:
+        raise ConfigError(f"entry {entry.label!r}", f"{key}.{str(exc).partition(':')[0]}", str(exc)) from None
 
 
 def mean_shape(crops: crop_cache.CropCache, input_size: int) -> np.ndarray:

@@ -7,6 +7,7 @@
     heatmap      HeatmapLoss and the registered heatmap losses ("awing", "heatmap_mse")
     spec         parse_loss_spec, check_loss, loss_kind, build_loss, loss_spec_name
     base         Parameter and Loss: what every loss declares (parameters, targets, forward)
+    regions      region_weights ({eyes: 2, mouth: 1.5}) -> per-point weights of a scheme
 
 Importing this package registers every loss in facemarks.registry.LOSSES (the registry
 imports it on the first lookup).

@@ -44,14 +44,17 @@ class HeatmapLoss(Loss):
                 tensor counts as one stack.
         targets: what `targets` returned (or (B, N, 2) normalised points, rendered first).
         visible: optional (B, N) mask of the landmark channels / points to count.
+    point_weights: optional (N,) weights of the landmark channels (region weights,
+        facemarks.losses.regions), like the point losses' option of that name.
 
     Reduction (a scalar):
         loss = sum over stacks s of  mean_{b, n, y, x} f(heatmaps_s, targets)
              + boundary_weight * sum over stacks of mean_{b, k, y, x} f(boundaries_s, boundary targets)
              + coord_weight * coord_loss(soft-argmax points of the last stack, target)
     where f is the elementwise loss of the subclass and the means run over every batch
-    element, channel and heatmap pixel (with `visible`: over the visible landmark
-    channels). The boundary term is present when the output has boundaries. The optional
+    element, channel and heatmap pixel (with `visible` v[b, n] and `point_weights` w[n]:
+    sum_{b,n} v w mean_{y,x} f / sum_{b,n} v w over the landmark channels; the boundary
+    maps are never weighted). The boundary term is present when the output has boundaries. The optional
     coordinate term decodes the last stack with the differentiable local soft-argmax
     (window radius ceil(3 sigma)) and applies `coord_loss` (a point-loss spec, default
     "l1") to the error in pixels of the input, like the regression losses.
@@ -64,7 +67,7 @@ class HeatmapLoss(Loss):
     """
 
     name = "heatmap"
-    options = ("coord_loss",)
+    options = ("coord_loss", "point_weights")
     parameters = {
         "sigma": Parameter(1.0),
         "boundary_sigma": Parameter(1.0),
@@ -72,12 +75,16 @@ class HeatmapLoss(Loss):
         "coord_weight": Parameter(0.0, positive=False),
     }
 
-    def __init__(self, input_size: int, scheme: schemes.Scheme | None = None, coord_loss: str = "l1", **params):
+    def __init__(self, input_size: int, scheme: schemes.Scheme | None = None, coord_loss: str = "l1",
+                 point_weights=None, **params):
         super().__init__()
         self.input_size = check_input_size(input_size)
         self.params = self.check_params(params)
         self.scheme = scheme  # checked by the codec (boundary_scheme) when targets are drawn
-        self.coord_loss = build_loss(coord_loss, input_size) if self.params["coord_weight"] else None
+        weights = None if point_weights is None else torch.as_tensor(point_weights, dtype=torch.float32).flatten()
+        self.register_buffer("point_weights", weights)
+        self.coord_loss = (build_loss(coord_loss, input_size, point_weights=weights)
+                           if self.params["coord_weight"] else None)
 
     def elementwise(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Per-pixel loss, (B, C, H, W) -> (B, C, H, W)."""
@@ -101,18 +108,25 @@ class HeatmapLoss(Loss):
             targets["boundaries"] = draw_boundaries(points, scheme, size, self.params["boundary_sigma"])
         return targets
 
-    def _mean(self, pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor | None) -> torch.Tensor:
+    def _mean(self, pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor | None,
+              point_weights: torch.Tensor | None = None) -> torch.Tensor:
         per_channel = self.elementwise(pred.float(), target).mean(dim=(-2, -1))  # (B, C)
-        if visible is None:
+        if visible is None and point_weights is None:
             return per_channel.mean()
-        weights = visible.to(per_channel).reshape(per_channel.shape)
+        weights = torch.ones_like(per_channel)
+        if point_weights is not None:
+            if point_weights.numel() != per_channel.shape[1]:
+                raise ValueError(f"{point_weights.numel()} point weights for {per_channel.shape[1]} heatmaps")
+            weights = weights * point_weights.to(per_channel)
+        if visible is not None:
+            weights = weights * visible.to(per_channel).reshape(per_channel.shape)
         return (per_channel * weights).sum() / weights.sum().clamp_min(1e-12)
 
     def forward(self, output, targets, visible: torch.Tensor | None = None) -> torch.Tensor:
         if isinstance(targets, torch.Tensor):
             targets = self.targets(targets, output)
         heatmaps, boundaries = _predictions(output)
-        loss = sum(self._mean(pred, targets["heatmaps"], visible) for pred in heatmaps)
+        loss = sum(self._mean(pred, targets["heatmaps"], visible, self.point_weights) for pred in heatmaps)
         if boundaries and self.params["boundary_weight"]:
             term = sum(self._mean(pred, targets["boundaries"], None) for pred in boundaries)
             loss = loss + self.params["boundary_weight"] * term

@@ -61,7 +61,8 @@ def build_loss(spec: str, input_size: int, params: dict | None = None, scheme=No
     scheme: the facemarks.schemes.Scheme given to heatmap losses (their boundary targets);
         point losses ignore it.
     overrides: numeric parameters (taking precedence over the spec and `params`) or options
-        of the loss (point losses: reduction, point_weights; heatmap losses: coord_loss).
+        of the loss (point losses: reduction, point_weights; heatmap losses: coord_loss,
+        point_weights; per-point weights from region names: facemarks.losses.regions).
     Errors as for `check_loss`; an unknown override raises ValueError listing the valid ones.
     """
     name, spec_params = parse_loss_spec(spec)
