@@ -16,6 +16,7 @@ COMMANDS = {
     "train": ("facemarks.cli.train", "train one model with one loss"),
     "evaluate": ("facemarks.cli.evaluate", "evaluate a checkpoint on a dataset split"),
     "compare": ("facemarks.cli.compare", "train one model per loss under identical conditions and report"),
+    "retest": ("facemarks.cli.retest", "test a finished comparison's models on other faces (e.g. WFLW mapped to 68)"),
     "predict": ("facemarks.cli.predict", "find faces and landmarks in images or a video"),
     "export": ("facemarks.cli.export", "export a checkpoint to ONNX with a parity check"),
     "bench": ("facemarks.cli.bench", "measure faces/s, size and multiply-adds of models"),
