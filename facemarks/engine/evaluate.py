@@ -1,5 +1,10 @@
 """Evaluate a landmark model on a dataset split: predictions mapped back to the source
-images, NME under every normalisation, failure rate, AUC and per-subset figures.
+images, NME under every normalisation, failure rate, AUC, per-subset and per-region figures.
+
+Per-region NME (`region_errors`): for each face region of the scheme (schemes.face_regions:
+jaw, brows, nose, eyes, mouth) the mean error of that region's points divided by the same
+inter-ocular distance as the whole-face NME, so the regions' figures compare with it (the
+whole-face NME is their point-count-weighted mean when the regions partition the points).
 
 Crops follow the checkpoint's crop policy. An aligned-crop model (the second stage of a
 cascade) needs points to align on: a first stage's predictions (`first_stage=CHECKPOINT`),
@@ -72,6 +77,17 @@ def face_errors(predictions: dict, samples: list, scheme) -> dict:
     return errors
 
 
+def region_errors(predictions: dict, samples: list, scheme) -> dict[str, np.ndarray]:
+    """{region: (faces,) inter-ocular NME of the region's points} (see the module docstring)."""
+    truth = np.stack([s.landmarks for s in samples])
+    out = {}
+    for name, indices in schemes.face_regions(scheme).items():
+        mask = np.zeros(truth.shape[:2], dtype=bool)
+        mask[:, list(indices)] = True
+        out[name] = metrics.nme(predictions["source"], truth, norm="inter_ocular", scheme=scheme, mask=mask)
+    return out
+
+
 def attribute_flags(samples: list) -> dict:
     """0/1 flags per face (e.g. WFLW's pose, expression, ...; synthetic faces' occluded), by name."""
     names = sorted({k for s in samples for k, v in s.attributes.items()
@@ -79,10 +95,13 @@ def attribute_flags(samples: list) -> dict:
     return {name: [int(bool(s.attributes.get(name, 0))) for s in samples] for name in names}
 
 
-def summarize(errors: dict, samples: list) -> dict:
+def summarize(errors: dict, samples: list, regions: dict | None = None) -> dict:
     """Aggregate figures per normalisation, plus per-subset inter-ocular NME where faces have
-    flags and per head-pose bin where the scheme has a pose estimate (`face_poses`)."""
+    flags, per head-pose bin where the scheme has a pose estimate (`face_poses`) and per
+    face region when `regions` (`region_errors`) is given."""
     summary = {norm: metrics.summarize(values) for norm, values in errors.items()}
+    if regions:
+        summary["regions"] = {name: metrics.summarize(values) for name, values in regions.items()}
     subsets = {name: metrics.summarize(errors["inter_ocular"][np.array(flags, dtype=bool)])
                for name, flags in attribute_flags(samples).items() if any(flags)}
     if subsets:
@@ -130,11 +149,13 @@ def evaluate_checkpoint(path, data_spec: str, split: str, batch_size: int = 64, 
     predictions = predict_crops(model, crops, checkpoint.input_size, batch_size, device=device, decoder=decoder,
                                 flip_permutation=scheme.flip_permutation if flip_test else None)
     errors = face_errors(predictions, samples, scheme)
+    regions = region_errors(predictions, samples, scheme)
     return {"checkpoint": str(path), "data": data_spec, "split": split, "faces": len(samples), "flip_test": flip_test,
             "ground_truth": ground_truth,
             "decoder": decoder or checkpoint.decoder, "crop": checkpoint.crop.to_dict(), "crop_reference": reference_name,
-            "summary": summarize(errors, samples),
-            "per_face": {"image_path": [s.image_path for s in samples], **{k: v.tolist() for k, v in errors.items()}}}
+            "summary": summarize(errors, samples, regions),
+            "per_face": {"image_path": [s.image_path for s in samples], **{k: v.tolist() for k, v in errors.items()},
+                         "regions": {k: v.tolist() for k, v in regions.items()}}}
 
 
 def check_decoder(checkpoint: Checkpoint, path, decoder: str | None) -> None:
@@ -192,11 +213,16 @@ def format_summary(result: dict) -> str:
     for name, s in result["summary"].get("subsets", {}).items():
         lines.append(f"| subset {name} (inter-ocular, {s['n']} faces) | {100 * s['mean']:.2f} | "
                      f"{100 * s['median']:.2f} | {100 * s['fr']:.2f} | {s['auc']:.4f} |")
+    for name, s in result["summary"].get("regions", {}).items():
+        lines.append(f"| region {name} (inter-ocular) | {100 * s['mean']:.2f} | {100 * s['median']:.2f} | "
+                     f"{100 * s['fr']:.2f} | {s['auc']:.4f} |")
     for axis, bins in result["summary"].get("pose", {}).items():
         for s in bins:
             figures = (f"{100 * s['mean']:.2f} | {100 * s['median']:.2f} | {100 * s['fr']:.2f} | {s['auc']:.4f}"
                        if s["n"] else "— | — | — | —")
             lines.append(f"| {axis} {s['label']} (inter-ocular, {s['n']} faces) | {figures} |")
+    if "regions" in result["summary"]:
+        lines.append("Region rows: the mean error of the region's points over the same inter-ocular distance.")
     if "pose" in result["summary"]:
         lines.append("Pose bins: |yaw| and |roll| in degrees (lower edge included), estimated from the ground-truth landmarks.")
     return "\n".join(lines)

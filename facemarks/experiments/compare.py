@@ -26,8 +26,8 @@ from facemarks.data.splits import load_splits
 from facemarks.engine import config as cfg
 from facemarks.engine import runs as run_folders
 from facemarks.engine.checkpoint import Checkpoint
-from facemarks.engine.evaluate import NORMS, attribute_flags, face_errors, face_poses, predict_crops
-from facemarks.engine.trainer import check_synthetic_mix, fit, training_device
+from facemarks.engine.evaluate import NORMS, attribute_flags, face_errors, face_poses, predict_crops, region_errors
+from facemarks.engine.trainer import check_synthetic_mix, entry_point_weights, fit, training_device
 from facemarks.experiments import lr_sweep, report
 from facemarks.experiments.lr_sweep import SAME_LR, TUNED_LR
 
@@ -48,6 +48,8 @@ def compare(config: cfg.Config, out_dir, progress: bool = True, resume: bool = F
     test = splits["test"]
     scheme = schemes.get(test[0].scheme)
     check_synthetic_mix(config, entries, splits["train"][0].scheme)  # before any entry trains
+    for i, entry in enumerate(entries):  # region names against the training faces' scheme, likewise
+        entry_point_weights(entry, schemes.get(splits["train"][0].scheme), f"losses[{i}].region_weights")
     test_cache = crop_cache.build(test, config.input_size, cfg.crop_policy_of(config), root=config.data.cache_dir)
     test_poses = face_poses(test)  # before training: a face it cannot pose stops the run here
     swept = (lr_sweep.sweep(config, entries, splits, out_dir, resume=resume, progress=progress,
@@ -132,6 +134,7 @@ def evaluate_run(result: dict, entry: cfg.Entry, seed: int, config: cfg.Config, 
     return {"name": entry.label, "loss": entry.loss, "model": entry.model.name, "seed": seed,
             "entry": entry.to_dict(),
             "nme": {norm: errors[norm].tolist() for norm in NORMS},
+            "nme_regions": {name: e.tolist() for name, e in region_errors(predictions, test, scheme).items()},
             "history": result["history"],
             "train_seconds": float(sum(h["seconds"] for h in result["history"])),
             "checkpoint": str(Path(result["checkpoint"]).relative_to(out_dir)),

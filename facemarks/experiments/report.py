@@ -100,7 +100,8 @@ from facemarks.experiments import lr_sweep
 from facemarks.errors import DataError
 from facemarks.metrics import auc, ced, failure_rate
 from facemarks.experiments.tables import (better_cell, face_pair, fmt_interval, fmt_p, fmt_stat, holm_family, nme_matrix,
-                                          over_seeds, pose_section, subsets_section, summarise_pose, table)
+                                          over_seeds, pose_section, regions_section, subsets_section, summarise_pose,
+                                          summarise_regions, table)
 from facemarks.stats import seed_level_comparison
 
 REQUIRED_NME = ("image", "inter_ocular")
@@ -188,6 +189,11 @@ def check_results(results, source="results") -> None:
                 raise DataError(source, f"{where}.nme[{kind!r}] has shape {values.shape}, expected ({num_faces},) (one per test face)")
             if not np.all(np.isfinite(values)) or np.any(values < 0):
                 raise DataError(source, f"{where}.nme[{kind!r}] must be finite and non-negative")
+        for region, values in (run.get("nme_regions") or {}).items():  # optional: older results have none
+            values = np.asarray(values, dtype=np.float64)
+            if values.shape != (num_faces,) or not np.all(np.isfinite(values)) or np.any(values < 0):
+                raise DataError(source, f"{where}.nme_regions[{region!r}] must be {num_faces} finite, non-negative "
+                                        f"errors (one per test face)")
         if not isinstance(run.get("history", []), (list, tuple)):
             raise DataError(source, f"{where}.history must be a list of per-epoch records")
     _check_poses(results.get("test_poses"), num_faces, source)
@@ -230,6 +236,9 @@ def summarise(results: dict, *, threshold: float = 0.1, confidence: float = 0.95
     }
     if results.get("test_poses") is not None:
         summary["pose"] = summarise_pose(results["test_poses"], runs_by_entry, ranking, confidence, alpha)
+    regions = summarise_regions(runs_by_entry, confidence, alpha)
+    if regions:
+        summary["regions"] = regions
     return summary
 
 
@@ -382,6 +391,7 @@ def render_markdown(results: dict, summary: dict) -> str:
     lines += _pairs_section(summary)
     lines += subsets_section(summary)
     lines += pose_section(summary)
+    lines += regions_section(summary)
     lines += _training_section(summary)
     lines += lr_sweep.report_section(results, summary)
     lines += ["## Curves", "", "![CED curves](ced.png)", "", f"CED of the inter-ocular NME up to {thr}, {summary['ced']}.", ""]

@@ -12,6 +12,13 @@ bin it gives every entry's inter-ocular NME (mean ± std over seeds) and compare
 overall best entry (the first in the ranking) with each other entry on the faces of that
 bin: the question a reader asks is whether the winner's lead holds on turned and tilted
 faces. The k - 1 tests of one bin form one Holm family.
+
+The per-region breakdown (`summarise_regions`, `regions_section`) gives every entry's
+inter-ocular NME of each face region (jaw, brows, nose, eyes, mouth; runs' "nme_regions",
+facemarks.engine.evaluate.region_errors) as mean ± std over seeds, and compares each entry
+with the first entry of the config (the baseline a transfer or weighting experiment puts
+first) on every test face: the k - 1 tests of one region form one Holm family. Results
+written before runs had "nme_regions" have no such section.
 """
 
 from __future__ import annotations
@@ -107,6 +114,55 @@ def _pose_bin(pose_bin: dict, matrices: dict, ranking: list[str], confidence: fl
                  for other in ranking[1:]]
     return {"label": pose_bin["label"], "low": pose_bin["low"], "high": pose_bin["high"], "num_faces": num_faces,
             "nme_inter_ocular_pct": nme, "pairs": holm_family(pairs, alpha)}
+
+
+# -------------------------------------------------------------------------- face regions
+
+
+def summarise_regions(runs_by_entry: dict, confidence: float, alpha: float) -> dict | None:
+    """The per-region breakdown (see the module docstring), or None unless every run has the
+    same regions. Returns {"reference": the first entry, "regions": {region: {"nme_pct":
+    {entry: over_seeds stat}, "pairs": [reference vs each other entry, Holm within the region]}}}."""
+    runs = [run for group in runs_by_entry.values() for run in group]
+    names = list((runs[0].get("nme_regions") or {}))
+    if not names or any(list(run.get("nme_regions") or {}) != names for run in runs):
+        return None
+    entries = list(runs_by_entry)
+    reference = entries[0]
+    regions = {}
+    for region in names:
+        matrices = {name: np.array([run["nme_regions"][region] for run in group], dtype=np.float64)
+                    for name, group in runs_by_entry.items()}
+        pairs = [face_pair(reference, other, matrices[reference], matrices[other], confidence) for other in entries[1:]]
+        regions[region] = {"nme_pct": {name: over_seeds(100.0 * m.mean(axis=1)) for name, m in matrices.items()},
+                           "pairs": holm_family(pairs, alpha)}
+    return {"reference": reference, "regions": regions}
+
+
+def regions_section(summary: dict) -> list[str]:
+    """The per-region NME table and each entry's paired test against the first; [] without regions."""
+    regions = summary.get("regions")
+    if not regions:
+        return []
+    names = list(regions["regions"])
+    entries = list(next(iter(regions["regions"].values()))["nme_pct"])
+    rows = [[entry] + [fmt_stat(regions["regions"][r]["nme_pct"][entry], 3) for r in names] for entry in entries]
+    lines = ["## Results by face region (inter-ocular NME %)", "",
+             "Each region's NME is the mean error of its points divided by the same inter-ocular distance as the "
+             "whole-face NME; mean ± std over seeds, entries in config order.", ""]
+    lines += table(["Entry"] + names, rows) + [""]
+    if len(entries) < 2:
+        return lines
+    conf, alpha = f"{100 * summary['confidence']:g}", summary["alpha"]
+    header = ["Region", "A", "B", "Faces", "Mean Δ A − B (% points)", f"{conf}% CI", "Wilcoxon p", "Holm p", "Better"]
+    pair_rows = [[region, p["a"], p["b"], str(p["num_faces"]), f"{p['mean_difference_pct']:+.3f}",
+                  fmt_interval(p["ci_low_pct"], p["ci_high_pct"]), fmt_p(p["wilcoxon_p"]), fmt_p(p["wilcoxon_p_holm"]),
+                  better_cell(p, alpha)]
+                 for region in names for p in regions["regions"][region]["pairs"]]
+    return lines + [f"### Paired comparisons per region (**{regions['reference']}**, the first entry, against each "
+                    f"other entry)", ""] + table(header, pair_rows) + [
+        "", "Computed as the paired comparisons above, on each region's errors. Holm's adjustment is applied within "
+            "each region, over that region's comparisons.", ""]
 
 
 # ---------------------------------------------------------------------------- markdown
