@@ -105,7 +105,7 @@ def test_wflw_reads_all_real_faces_and_subsets(data_wflw):
     assert len(faces) == 577
     for subset, count in WFLW_SUBSET_COUNTS.items():
         assert len(datasets.load(spec, subset)) == count
-    assert datasets.splits(spec) == {"test": 577, **WFLW_SUBSET_COUNTS}
+    assert datasets.splits(spec) == {"test": 577, **WFLW_SUBSET_COUNTS, "finetune": 400, "holdout": 177}
     assert len(datasets.load(spec, "pose")) == 98  # alias
     with pytest.raises(DataError, match="list_98pt_rect_attr_train.txt"):
         datasets.load(spec, "train")

@@ -160,3 +160,23 @@ def test_a_fine_tuning_run_records_its_init_and_resumes_exactly(tiny_faces, tmp_
         assert torch.equal(value, resumed[name]), name
         if name.startswith(("stem.", "stages.0.0.")):  # the two frozen layers: exactly the source's
             assert torch.equal(value, initial[name]), name
+
+
+def test_the_wflw_transfer_split_is_fixed_disjoint_complete_and_stratified(data_wflw):
+    from facemarks.data import formats
+    from facemarks.data.formats.wflw import ATTRIBUTES, transfer_split
+
+    spec = f"wflw:{data_wflw}"
+    test = formats.load(spec, "test")
+    finetune, holdout = formats.load(spec, "finetune"), formats.load(spec, "holdout")
+    assert (len(test), len(finetune), len(holdout)) == (577, 400, 177)
+    names = lambda faces: {s.image_path for s in faces}  # noqa: E731
+    assert not names(finetune) & names(holdout) and names(finetune) | names(holdout) == names(test)
+    for attribute in ATTRIBUTES:
+        flagged = sum(s.attributes[attribute] for s in test)
+        share = sum(s.attributes[attribute] for s in finetune)
+        assert abs(share - flagged * 400 / 577) <= 2, (attribute, share, flagged)
+    # independent of the file's line order
+    assert names(transfer_split(list(reversed(test)))["finetune"]) == names(finetune)
+    counts = formats.splits(spec)
+    assert (counts["finetune"], counts["holdout"]) == (400, 177)

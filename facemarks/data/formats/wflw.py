@@ -11,7 +11,12 @@ Layout (as distributed):
 
 Splits: train, test, and the test subsets largepose, expression, illumination, makeup,
 occlusion, blur (the test faces whose matching flag is 1; "pose" and "make-up" are
-accepted as aliases). If the test file is absent but a subset list is present, that
+accepted as aliases).
+
+Transfer splits `finetune` and `holdout`: a fixed partition of the test file's faces for
+fine-tuning a model of another scheme on WFLW (facemarks.engine.transfer) and testing it on
+faces it never saw; on the 577 shared faces 400 fine-tune / 177 holdout (`transfer_split`:
+FINETUNE_SHARE of the faces, stratified by the six attribute flags, deterministic). If the test file is absent but a subset list is present, that
 subset is read from its list (box = landmark extent, the one flag set).
 Sample.attributes: pose, expression, illumination, makeup, occlusion, blur (0/1).
 Sample.subset: "train" or "test". Without a config, training uses train (with a
@@ -21,6 +26,8 @@ without "wflw:") when it holds WFLW_annotations/.
 
 from __future__ import annotations
 
+import hashlib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +50,9 @@ SUBSETS = {
     "blur": "blur",
 }
 ALIASES = {"pose": "largepose", "make-up": "makeup"}
+# The transfer splits (see the module doc): 400 of the 577 shared WFLW test faces fine-tune.
+TRANSFER_SPLITS = ("finetune", "holdout")
+FINETUNE_SHARE = 400 / 577
 
 ANNOTATIONS = Path("WFLW_annotations")
 RECT_ATTR = ANNOTATIONS / "list_98pt_rect_attr_train_test"
@@ -157,6 +167,35 @@ def read_subset_list(path, root, on_error: str = "raise") -> SampleList:
     return out
 
 
+def transfer_split(faces: list) -> dict[str, list]:
+    """{"finetune": faces, "holdout": faces}: round(FINETUNE_SHARE * n) of the n faces fine-tune.
+
+    Stratified and deterministic: the faces are ordered by their six attribute flags (pose
+    first), then within equal flags by the SHA-1 of the image's file name (independent of the
+    file's line order), and the k-th face of that order fine-tunes when floor(k * share)
+    steps up (systematic sampling). Every run of equal flags, and every prefix of the order,
+    is thereby split in proportion to within one face, so each attribute's share of the
+    fine-tuning faces is within a few faces of proportional. Faces keep the file's order."""
+    def key(i: int):
+        flags = tuple(-faces[i].attributes.get(name, 0) for name in ATTRIBUTES)  # flagged faces first
+        return flags, hashlib.sha1(Path(faces[i].image_path).name.encode()).hexdigest()
+
+    order = sorted(range(len(faces)), key=key)
+    share = round(FINETUNE_SHARE * len(faces)) / len(faces)
+    chosen = {i for k, i in enumerate(order) if math.floor((k + 1) * share + 1e-9) > math.floor(k * share + 1e-9)}
+    return {"finetune": [f for i, f in enumerate(faces) if i in chosen],
+            "holdout": [f for i, f in enumerate(faces) if i not in chosen]}
+
+
+def read_transfer_split(root: Path, split: str, on_error: str = "raise") -> SampleList:
+    """The `finetune` or `holdout` faces of the test file (see `transfer_split`)."""
+    path = attr_file(root, "test")
+    if not path.is_file():
+        raise DataError(path, f"the {split!r} split is drawn from the test file, which is not here")
+    faces = read_attr_file(path, root, "test", on_error)
+    return require_nonempty(SampleList(transfer_split(faces)[split], faces.skipped), path, f"WFLW split {split!r}")
+
+
 def _canonical(split: str | None) -> str | None:
     if split is None:
         return None
@@ -213,7 +252,9 @@ class WFLWFormat(DatasetFormat):
             return require_nonempty(read_attr_file(path, root, split, on_error), path, f"WFLW split {split!r}")
         if split in SUBSETS:
             return read_test_subset(root, split, on_error)
-        known = ", ".join(["train", "test", *SUBSETS])
+        if split in TRANSFER_SPLITS:
+            return read_transfer_split(root, split, on_error)
+        known = ", ".join(["train", "test", *SUBSETS, *TRANSFER_SPLITS])
         raise DataError(root, f"unknown WFLW split {split!r}; known: {known}")
 
     def splits(self, root, options=None) -> dict[str, int]:
@@ -238,6 +279,9 @@ class WFLWFormat(DatasetFormat):
                 counts[split] = sum(1 for f in flags_by_part["test"] if len(f) == 6 and f[column] == "1")
             elif subset_list_file(root, split).is_file():
                 counts[split] = sum(1 for _ in _lines(subset_list_file(root, split)))
+        if "test" in counts:
+            counts["finetune"] = round(FINETUNE_SHARE * counts["test"])
+            counts["holdout"] = counts["test"] - counts["finetune"]
         return counts
 
     def unavailable(self, root, options=None) -> dict[str, str]:
