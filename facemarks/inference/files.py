@@ -25,14 +25,23 @@ predictions.json: {"checkpoint", ["first_stage"], "backend", "scheme", "detector
 "coordinates", "images": [...], "skipped": [paths], "failed": count, "truncated": count}.
 An image entry: {"file", "width", "height", "faces": [face, ...], ["note"], ["overlay"]};
 a video entry: {"file", "video": true, "fps", "width", "height", "frames_expected",
-"frames_read", "truncated", "frames": [{"frame": k, "faces": [...], ["note"]}], ["overlay"]};
-a failed input: {"file", "error"}. A face:
-    {"box": [x_min, y_min, x_max, y_max], "landmarks": [[x, y], ...], "scheme": name,
+"frames_read", "truncated", ["tracking"], "frames": [{"frame": k, ["detector"], "faces": [...],
+["note"]}], ["overlay"]}; a failed input: {"file", "error"}. A face:
+    {["id"], "box": [x_min, y_min, x_max, y_max], "landmarks": [[x, y], ...], "scheme": name,
      "pose": {"yaw": deg, "pitch": deg, "roll": deg} or null}
 pose is the head pose of the predicted points (facemarks.pose: yaw > 0 turned towards
 image-right, pitch > 0 tilted up, roll > 0 counter-clockwise on screen; one PnP fit with
 the focal length max(width, height)), rounded to 0.1 degree; null for a scheme other than
 the 68-point 300w and 98-point wflw ones.
+
+Videos are tracked (facemarks.inference.tracking) unless tracking is off or a boxes file
+gives the boxes: each face keeps an "id" (0, 1, ... per video) across frames, its next crop
+comes from its landmarks, the detector runs only when a track is lost, no face is followed
+or every `redetect_every` frames (each frame's "detector": whether it ran), and its points
+are smoothed per track (a followed face's "box" is the landmark box of its previous
+points, the box its crop came from). The video's "tracking": {"track", "redetect_every",
+"min_iou", "max_shape_change", "match_iou", "smooth": {"min_cutoff", "beta", "d_cutoff",
+"smoother"} or null, "detector_runs", "tracks"}.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ import numpy as np
 from facemarks import fileio, schemes
 from facemarks.data.sample import read_image
 from facemarks.errors import DataError, FacemarksError
+from facemarks.inference.tracking import TrackerOptions, VideoTracker
 from facemarks.pose import HeadPose, axis_endpoints
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
@@ -84,8 +94,10 @@ def is_video(path: Path) -> bool:
 
 
 def face_record(face: dict) -> dict:
-    """A predicted face as JSON-ready lists (coordinates rounded to 1/1000 px)."""
-    return {"box": [round(float(v), 3) for v in face["box"]],
+    """A predicted face as JSON-ready lists (coordinates rounded to 1/1000 px); a tracked
+    video face starts with its track's "id"."""
+    record = {"id": int(face["id"])} if "id" in face else {}
+    return {**record, "box": [round(float(v), 3) for v in face["box"]],
             "landmarks": np.round(np.asarray(face["landmarks"], dtype=np.float64), 3).tolist(),
             "scheme": face["scheme"], "pose": face.get("pose")}
 
@@ -256,8 +268,41 @@ class VideoOverlay:
                 os.unlink(self.partial)
 
 
+class FrameFaces:
+    """The faces of each frame of one video: followed by a VideoTracker (with ids), or, with
+    a boxes file or without tracking options, found on every frame by `find_faces`."""
+
+    def __init__(self, predictor, path: Path, detector: str, boxes_file, tracking: TrackerOptions | None,
+                 fps: float):
+        self.predictor, self.path, self.detector, self.boxes_file = predictor, path, detector, boxes_file
+        self.tracker = None
+        if boxes_file is None and tracking is not None:
+            self.tracker = VideoTracker(predictor, lambda image: predictor.detect(image, detector), tracking, fps)
+
+    def __call__(self, image: np.ndarray, index: int) -> dict:
+        """(the frame's JSON entry, its faces) of frame `index`."""
+        entry = {"frame": index}
+        if self.tracker is None:
+            faces, note = find_faces(self.predictor, image, self.path, self.detector, self.boxes_file, index)
+        else:
+            faces = self.tracker.step(image)
+            note = None if faces else NO_FACE_NOTE
+            entry["detector"] = self.tracker.detected
+        entry["faces"] = [face_record(f) for f in faces]
+        if note:
+            entry["note"] = note
+        return entry, faces
+
+    def summary(self) -> dict | None:
+        """The video's "tracking" entry (None without a tracker)."""
+        if self.tracker is None:
+            return None
+        return {**self.tracker.options.to_dict(), "detector_runs": self.tracker.detector_runs,
+                "tracks": self.tracker.tracks}
+
+
 def predict_video(predictor, path: Path, detector: str, boxes_file, overlay_path: Path | None,
-                  draw_pose: bool = False) -> dict:
+                  draw_pose: bool = False, tracking: TrackerOptions | None = None) -> dict:
     if not path.is_file():
         raise DataError(path, "video file not found")
     capture = cv2.VideoCapture(str(path))
@@ -267,17 +312,14 @@ def predict_video(predictor, path: Path, detector: str, boxes_file, overlay_path
     expected = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))  # from the header; <= 0: unknown
     frames, written = [], None
     video_out = VideoOverlay(overlay_path, fps) if overlay_path is not None else None
+    frame_faces = FrameFaces(predictor, path, detector, boxes_file, tracking, fps)
     try:
         while True:
             ok, frame_bgr = capture.read()
             if not ok:
                 break
             image = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-            index = len(frames)
-            faces, note = find_faces(predictor, image, path, detector, boxes_file, index)
-            entry = {"frame": index, "faces": [face_record(f) for f in faces]}
-            if note:
-                entry["note"] = note
+            entry, faces = frame_faces(image, len(frames))
             frames.append(entry)
             if video_out is not None:
                 video_out.write(draw_faces(image, faces, draw_pose))
@@ -295,7 +337,10 @@ def predict_video(predictor, path: Path, detector: str, boxes_file, overlay_path
         raise DataError(path, f"not a readable video (no frame could be decoded{announced})")
     record = {"file": str(path), "video": True, "fps": fps, "width": width, "height": height,
               "frames_expected": expected if expected > 0 else None, "frames_read": len(frames),
-              "truncated": len(frames) < expected, "frames": frames}
+              "truncated": len(frames) < expected}
+    if frame_faces.summary() is not None:
+        record["tracking"] = frame_faces.summary()
+    record["frames"] = frames
     if written is not None:
         record["overlay"] = str(written)
     return record
@@ -322,14 +367,18 @@ def summary(path: Path, record: dict) -> str:
     if record["truncated"]:
         line += " (TRUNCATED: the file ends early or a frame could not be decoded)"
     line += f", faces found in {sum(1 for f in frames if f['faces'])}"
+    if "tracking" in record:
+        line += f" ({record['tracking']['tracks']} track(s), detector on {record['tracking']['detector_runs']} frames)"
     not_listed = sum(1 for f in frames if f.get("note") == NOT_LISTED_NOTE)
     return line + (f"; {not_listed} frame(s) {NOT_LISTED_NOTE}" if not_listed else "")
 
 
 def predict_files(predictor, inputs, out_dir, detector: str = "haar", boxes_file=None, overlay: bool = True,
-                  log=print, draw_pose: bool = False) -> dict:
+                  log=print, draw_pose: bool = False, tracking: TrackerOptions | None = TrackerOptions()) -> dict:
     """Predict on every input (images, folders, videos); returns the JSON document.
-    `draw_pose` adds each face's head axes to the overlays.
+    `draw_pose` adds each face's head axes to the overlays. `tracking`: how videos are
+    followed and smoothed (None: the detector on every frame, no ids; ignored with a boxes
+    file, whose boxes are used on every frame).
     Failures are recorded per file ({"file", "error"}) and do not stop the others; a box of
     the boxes file that does not fit its image stops everything before any prediction."""
     out_dir = Path(out_dir)
@@ -343,8 +392,10 @@ def predict_files(predictor, inputs, out_dir, detector: str = "haar", boxes_file
         video = is_video(path)
         overlay_path = names(path, ".mp4" if video else ".jpg") if overlay else None
         try:
-            predict = predict_video if video else predict_image
-            record = predict(predictor, path, detector, boxes_file, overlay_path, draw_pose)
+            if video:
+                record = predict_video(predictor, path, detector, boxes_file, overlay_path, draw_pose, tracking)
+            else:
+                record = predict_image(predictor, path, detector, boxes_file, overlay_path, draw_pose)
         except (FacemarksError, OSError, cv2.error) as exc:
             message = str(exc) if isinstance(exc, DataError) else f"{path}: {exc}"
             results.append({"file": str(path), "error": message})
