@@ -103,6 +103,13 @@ def test_too_many_layers_and_bad_keys_are_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"model\.freeze.*1\.\.9"):
         transfer.initialise(dsnet_heatmap(68, seed=0), cfg.ModelConfig("dsnet_heatmap", init=path, freeze=10))
 
+    # what compare checks for every entry before the first one trains
+    wflw = schemes.get("wflw")
+    with pytest.raises(ConfigError, match=r"losses\[1\]\.model\.freeze"):
+        transfer.check(cfg.ModelConfig("dsnet_heatmap", {"width": 8}, init=path, freeze=10), wflw, SIZE, "losses[1].model")
+    with pytest.raises(CheckpointError, match="'dsnet_heatmap' model and this run trains 'hourglass'"):
+        transfer.check(cfg.ModelConfig("hourglass", init=path), wflw, 64)
+
     def entry_error(model: dict) -> str:
         config = cfg.Config(losses=[{"model": {"name": "dsnet_heatmap", **model}, "loss": "awing"}])
         with pytest.raises(ConfigError) as error:

@@ -123,9 +123,10 @@ def freeze(model: nn.Module, layer_names: tuple[str, ...]) -> None:
                 sub.eval()
 
 
-def initialise(model: nn.Module, model_config, key: str = "model") -> TransferReport | None:
+def initialise(model: nn.Module, model_config, key: str = "model", verbose: bool = True) -> TransferReport | None:
     """Apply `model_config`'s init / init_layers / freeze to a freshly built `model`; returns
-    the report (None without init), printed to stderr. `key`: the config key for messages."""
+    the report (None without init), printed to stderr when `verbose`. `key`: the config key
+    for messages."""
     report = None
     if model_config.init:
         checkpoint = load_init(model_config.init, model_config.name)
@@ -136,7 +137,22 @@ def initialise(model: nn.Module, model_config, key: str = "model") -> TransferRe
         freeze(model, frozen)
         if report is not None:
             report.frozen = frozen
-    if report is not None:
+    if report is not None and verbose:
         print(report.text(), file=sys.stderr)
     return report
+
+
+def check(model_config, scheme, input_size: int, key: str = "model") -> None:
+    """Everything `initialise` would refuse (another model family, a checkpoint matching
+    nothing, more layers than the model has), on a model built for the check only: what
+    compare runs for every entry before the first one trains."""
+    if not (model_config.init or model_config.freeze):
+        return
+    if model_config.init:
+        load_init(model_config.init, model_config.name)  # another family: refused before building anything
+    from facemarks import models
+
+    model = models.create(model_config.name, scheme.num_points, scheme=scheme, input_size=input_size,
+                          **model_config.kwargs)
+    initialise(model, model_config, key, verbose=False)
 

@@ -25,6 +25,7 @@ from facemarks.data import cache as crop_cache
 from facemarks.data.splits import load_splits
 from facemarks.engine import config as cfg
 from facemarks.engine import runs as run_folders
+from facemarks.engine import transfer
 from facemarks.engine.checkpoint import Checkpoint
 from facemarks.engine.evaluate import NORMS, attribute_flags, face_errors, face_poses, predict_crops, region_errors
 from facemarks.engine.trainer import check_synthetic_mix, entry_point_weights, fit, training_device
@@ -48,8 +49,9 @@ def compare(config: cfg.Config, out_dir, progress: bool = True, resume: bool = F
     test = splits["test"]
     scheme = schemes.get(test[0].scheme)
     check_synthetic_mix(config, entries, splits["train"][0].scheme)  # before any entry trains
-    for i, entry in enumerate(entries):  # region names against the training faces' scheme, likewise
+    for i, entry in enumerate(entries):  # region names and model.init / freeze against the training faces' scheme
         entry_point_weights(entry, schemes.get(splits["train"][0].scheme), f"losses[{i}].region_weights")
+        transfer.check(entry.model, schemes.get(splits["train"][0].scheme), config.input_size, f"losses[{i}].model")
     test_cache = crop_cache.build(test, config.input_size, cfg.crop_policy_of(config), root=config.data.cache_dir)
     test_poses = face_poses(test)  # before training: a face it cannot pose stops the run here
     swept = (lr_sweep.sweep(config, entries, splits, out_dir, resume=resume, progress=progress,
