@@ -20,6 +20,14 @@ and the sides become (w e^sx, h e^sy), with (dx, dy, sx, sy) drawn from a Gaussi
 300W training split (HAAR_300W_BOX_MEAN / _COVARIANCE, measured by
 benchmarks/haar_box_residuals.py), "std" zero mean and independent components with the
 standard deviations `box_noise_std`. The other geometric jitter applies on top.
+
+Background
+----------
+With probability `background_prob` the crop's background outside the face mask (jaw,
+brows, forehead and hair, from the landmarks: facemarks.data.background) is replaced by a
+procedural texture drawn from the sample's seed (`background_source`: "texture" = one of
+noise / stripes / gradient, or one of those), before occlusion and the colour changes;
+300w (68) and wflw (98) points only. Its two uniforms come after the box noise's.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from dataclasses import dataclass, fields
 import cv2
 import numpy as np
 
+from facemarks import schemes
+from facemarks.data import background
 from facemarks.geometry.affine import apply_to_points, crop_matrix, warp_image
 from facemarks.geometry.coords import flip_points
 
@@ -74,6 +84,9 @@ class AugmentConfig:
                        or "std" (zero mean, independent, standard deviations box_noise_std).
         box_noise_std: (offset x, offset y, log scale x, log scale y) standard deviations
                        for box_noise "std"; offsets in units of the box's width, height.
+    Background (see "Background" in the module docstring):
+        background_prob:   probability of replacing the background outside the face mask.
+        background_source: "texture" (noise, stripes or gradient, drawn) or one of those.
     """
 
     rotation: float = 20.0
@@ -91,6 +104,8 @@ class AugmentConfig:
     occlusion_size: tuple[float, float] = (0.1, 0.4)
     box_noise: str = "none"
     box_noise_std: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    background_prob: float = 0.0
+    background_source: str = "texture"
 
     def __post_init__(self):
         # YAML gives lists; keep the dataclass hashable and comparable.
@@ -100,7 +115,7 @@ class AugmentConfig:
             raise ValueError(f"scale must be (min, max) with 0 < min <= max, got {self.scale}")
         if len(self.occlusion_size) != 2 or not 0 <= self.occlusion_size[0] <= self.occlusion_size[1] <= 1:
             raise ValueError(f"occlusion_size must be (min, max) within [0, 1], got {self.occlusion_size}")
-        for name in ("flip_prob", "blur_prob", "noise_prob", "occlusion_prob"):
+        for name in ("flip_prob", "blur_prob", "noise_prob", "occlusion_prob", "background_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
         for name in ("rotation", "shift", "blur_sigma", "noise_std"):
@@ -110,6 +125,9 @@ class AugmentConfig:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         self._check_box_noise()
+        if self.background_source not in background.SOURCES:
+            raise ValueError(f"background_source must be one of {', '.join(background.SOURCES)}, "
+                             f"got {self.background_source!r}")
 
     def _check_box_noise(self) -> None:
         if self.box_noise not in BOX_NOISE:
@@ -156,6 +174,8 @@ class AugmentParams:
     seed: seeds the noise (pixel noise and noise-filled occlusions).
     box_offset: the face box's centre moves by (dx * width, dy * height) before the crop.
     box_log_scale: the box's width and height are multiplied by (e^sx, e^sy).
+    background: seed of the texture replacing the background, or None (kept).
+    background_source: the kind of texture (facemarks.data.background.SOURCES).
     """
 
     rotation: float = 0.0
@@ -172,10 +192,12 @@ class AugmentParams:
     seed: int = 0
     box_offset: tuple[float, float] = (0.0, 0.0)
     box_log_scale: tuple[float, float] = (0.0, 0.0)
+    background: int | None = None
+    background_source: str = "texture"
 
     # The number of uniforms sample_augmentation draws for every sample: 22 for the
-    # geometric and photometric parameters, then 4 for the box noise.
-    NUM_DRAWS = 26
+    # geometric and photometric parameters, 4 for the box noise, 2 for the background.
+    NUM_DRAWS = 28
 
 
 def box_noise_draw(u: np.ndarray, cfg: AugmentConfig) -> np.ndarray:
@@ -234,6 +256,7 @@ def sample_augmentation(rng: np.random.Generator, cfg: AugmentConfig) -> Augment
             occlusion_colour = tuple(min(int(v * 256), 255) for v in u[18:21])
     seed = int(u[21] * 2**53)
     box = box_noise_draw(u[22:26], cfg)
+    replaced = bool(u[26] < cfg.background_prob)
     return AugmentParams(
         rotation=float(rotation),
         scale=float(scale),
@@ -249,6 +272,8 @@ def sample_augmentation(rng: np.random.Generator, cfg: AugmentConfig) -> Augment
         seed=seed,
         box_offset=(float(box[0]), float(box[1])),
         box_log_scale=(float(box[2]), float(box[3])),
+        background=int(u[27] * 2**53) if replaced else None,
+        background_source=cfg.background_source if replaced else AugmentParams.background_source,
     )
 
 
@@ -337,12 +362,16 @@ def augment_sample(
         box, input_size, margin=margin, rotation=params.rotation, scale=params.scale,
         shift=params.shift, flip=params.flip,
     )
-    input_image = photometric(warp_image(image, matrix, input_size, border=border), params)
+    input_image = warp_image(image, matrix, input_size, border=border)
     input_points = None
     if points is not None:
         input_points = apply_to_points(matrix, points)
+        if params.background is not None:  # part of the scene: before occlusion and colour
+            scheme = schemes.for_num_points(len(points))
+            input_image = background.replace_background(input_image, input_points, scheme, params.background,
+                                                        params.background_source)
         if params.flip:
             if flip_permutation is None:
                 raise ValueError("a flipped sample needs the scheme's flip_permutation to relabel its points")
             input_points = flip_points(input_points, flip_permutation)
-    return input_image, input_points, matrix
+    return photometric(input_image, params), input_points, matrix

@@ -40,7 +40,8 @@ import cv2
 import numpy as np
 import torch
 
-from facemarks import metrics
+from facemarks import metrics, schemes
+from facemarks.data import background
 from facemarks.data import cache as crop_cache
 from facemarks.data import formats
 from facemarks.data.augment import AugmentParams, photometric
@@ -134,6 +135,17 @@ def subpixel_shift(rng: np.random.Generator, input_size: int) -> Change:
 def scale_change(rng: np.random.Generator, input_size: int) -> Change:
     zoom = math.exp(rng.uniform(math.log(SCALE[0]), math.log(SCALE[1])))
     return Change(matrix=jitter_matrix(input_size, scale=zoom))
+
+
+def _background(seed: int, image: np.ndarray, points) -> np.ndarray:
+    return background.replace_background(image, points, schemes.for_num_points(len(points)), seed)
+
+
+@PERTURBATIONS.register("background", kind="photometric")
+def background_replacement(rng: np.random.Generator, input_size: int) -> Change:
+    """The background outside the face mask replaced by a texture (facemarks.data.background);
+    not a default perturbation: a model may rightly use the context it was trained with."""
+    return Change(image=partial(_background, int(rng.integers(2 ** 53))))
 
 
 def draw_changes(names, seed: int, face: int, version: int, input_size: int) -> list[Change]:
