@@ -11,7 +11,7 @@ import pytest
 
 from facemarks import schemes
 from facemarks.data import background
-from facemarks.data.augment import AugmentConfig, augment_sample, sample_augmentation
+from facemarks.data.augment import AugmentConfig, augment_sample, background_partner, sample_augmentation
 from facemarks.data.sample import landmark_box
 from facemarks.data.synthetic.renderer import generate_face
 from facemarks.engine import stability
@@ -153,3 +153,44 @@ def test_background_perturbation_keeps_the_face():
     mask = background.face_mask(points, "300w", image.shape)
     np.testing.assert_array_equal(outs[0][mask == 1], image[mask == 1])
     assert np.any(outs[0] != image, axis=-1)[mask == 0].mean() > 0.9
+
+
+@pytest.fixture(scope="module")
+def small_crops(tmp_path_factory):
+    from facemarks.data import cache as crop_cache
+    from facemarks.data import formats
+    from facemarks.data.synthetic import render
+    from facemarks.geometry.crop import BoxCrop
+
+    spec = f"jsonl:{render(tmp_path_factory.mktemp('faces'), num_faces=6, seed=3, image_size=96, progress=False)}"
+    samples = list(formats.load(spec, "train"))
+    return crop_cache.build(samples, 48, BoxCrop(0.25), root=tmp_path_factory.mktemp("cache"))
+
+
+def test_background_from_another_training_crop(small_crops):
+    """background_source crop: FaceCrops gives each face the surroundings of another face's
+    crop (background_partner, never itself), cut by the same warp: outside the mask the
+    pixels are that crop's (no colour change configured), inside the face's own."""
+    from facemarks.data.dataset import FaceCrops
+    from facemarks.geometry.affine import warp_image
+
+    cfg = dataclasses.replace(AugmentConfig.none(), background_prob=1.0, background_source="crop")
+    crops = FaceCrops(small_crops, 48, cfg, seed=1)
+    plain = FaceCrops(small_crops, 48, None)
+    partners = set()
+    for index in range(len(small_crops)):
+        item, still = crops[index], plain[index]
+        params = sample_augmentation(np.random.default_rng([1, 0, index]), cfg)
+        partner = background_partner(params, index, len(small_crops))
+        assert partner is not None and partner != index
+        partners.add(partner)
+        image = item["image"].numpy().transpose(1, 2, 0)
+        own = still["image"].numpy().transpose(1, 2, 0)
+        other = warp_image(np.asarray(small_crops.images[partner]), item["matrix"].numpy(), 48)
+        points = still["points"].numpy() * 48 - 0.5
+        mask = background.face_mask(points, "300w", image.shape)
+        np.testing.assert_array_equal(image[mask == 1], own[mask == 1])
+        np.testing.assert_array_equal(image[mask == 0], other[mask == 0])
+    assert len(partners) > 1
+    with pytest.raises(ValueError, match="background_image"):
+        augment_sample(own, points, landmark_box(points), params, 48)

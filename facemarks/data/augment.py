@@ -26,8 +26,11 @@ Background
 With probability `background_prob` the crop's background outside the face mask (jaw,
 brows, forehead and hair, from the landmarks: facemarks.data.background) is replaced by a
 procedural texture drawn from the sample's seed (`background_source`: "texture" = one of
-noise / stripes / gradient, or one of those), before occlusion and the colour changes;
-300w (68) and wflw (98) points only. Its two uniforms come after the box noise's.
+noise / stripes / gradient, or one of those), or with "crop" by another training crop
+(`background_partner`: another face of the cache, chosen by the seed, cut by the same
+warp, so its surroundings and the edges of its face show around this face), before
+occlusion and the colour changes; 300w (68) and wflw (98) points only. Its two uniforms
+come after the box noise's.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ HAAR_300W_BOX_COVARIANCE = ((0.008805, 0.000037, 0.000946, 0.000775),
                             (0.000946, 0.001396, 0.009868, 0.007332),
                             (0.000775, 0.002823, 0.007332, 0.011383))
 BOX_NOISE = ("none", "haar_300w", "std")
+BACKGROUND_SOURCES = (*background.SOURCES, "crop")
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,8 @@ class AugmentConfig:
                        for box_noise "std"; offsets in units of the box's width, height.
     Background (see "Background" in the module docstring):
         background_prob:   probability of replacing the background outside the face mask.
-        background_source: "texture" (noise, stripes or gradient, drawn) or one of those.
+        background_source: "texture" (noise, stripes or gradient, drawn), one of those, or
+                           "crop" (another training crop).
     """
 
     rotation: float = 20.0
@@ -125,8 +130,8 @@ class AugmentConfig:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         self._check_box_noise()
-        if self.background_source not in background.SOURCES:
-            raise ValueError(f"background_source must be one of {', '.join(background.SOURCES)}, "
+        if self.background_source not in BACKGROUND_SOURCES:
+            raise ValueError(f"background_source must be one of {', '.join(BACKGROUND_SOURCES)}, "
                              f"got {self.background_source!r}")
 
     def _check_box_noise(self) -> None:
@@ -175,7 +180,7 @@ class AugmentParams:
     box_offset: the face box's centre moves by (dx * width, dy * height) before the crop.
     box_log_scale: the box's width and height are multiplied by (e^sx, e^sy).
     background: seed of the texture replacing the background, or None (kept).
-    background_source: the kind of texture (facemarks.data.background.SOURCES).
+    background_source: the kind of texture (facemarks.data.background.SOURCES), or "crop".
     """
 
     rotation: float = 0.0
@@ -221,6 +226,15 @@ def perturb_box(box, offset, log_scale) -> np.ndarray:
     centre = (box[:2] + box[2:]) / 2 + np.asarray(offset) * size
     half = size * np.exp(np.asarray(log_scale)) / 2
     return np.concatenate([centre - half, centre + half])
+
+
+def background_partner(params: AugmentParams, index: int, count: int) -> int | None:
+    """The face (of `count`) whose crop gives face `index` its background under `params`:
+    another one chosen by the background seed (itself when it is the only one); None unless
+    the background is replaced from a crop."""
+    if params.background is None or params.background_source != "crop":
+        return None
+    return index if count < 2 else (index + 1 + params.background % (count - 1)) % count
 
 
 def sample_augmentation(rng: np.random.Generator, cfg: AugmentConfig) -> AugmentParams:
@@ -340,6 +354,7 @@ def augment_sample(
     margin: float = 0.25,
     flip_permutation=None,
     border: str = "constant",
+    background_image: np.ndarray | None = None,
 ):
     """Crop, augment and relabel one face: the trainer's single entry point.
 
@@ -350,6 +365,8 @@ def augment_sample(
     params:  AugmentParams (AugmentParams() for none).
     flip_permutation: the scheme's mirror index of every point; required when
              params.flip and points are given.
+    background_image: another crop, in the same geometry as `image` (the face of
+             `background_partner`); required when the background comes from a crop.
     Returns (input_image uint8 (S, S, 3), input_points (N, 2) input pixels or None,
     M (2, 3) source -> input). The image is warped once; the points are mapped through
     M and, when flipped, permuted once, so input_points[i] is still point i's label.
@@ -367,11 +384,22 @@ def augment_sample(
     if points is not None:
         input_points = apply_to_points(matrix, points)
         if params.background is not None:  # part of the scene: before occlusion and colour
-            scheme = schemes.for_num_points(len(points))
-            input_image = background.replace_background(input_image, input_points, scheme, params.background,
-                                                        params.background_source)
+            input_image = _replaced_background(input_image, input_points, params, matrix, input_size, border,
+                                               background_image)
         if params.flip:
             if flip_permutation is None:
                 raise ValueError("a flipped sample needs the scheme's flip_permutation to relabel its points")
             input_points = flip_points(input_points, flip_permutation)
     return photometric(input_image, params), input_points, matrix
+
+
+def _replaced_background(image, points, params: AugmentParams, matrix, input_size: int, border: str,
+                         other_crop) -> np.ndarray:
+    """The warped crop with its background replaced (see "Background" in the module docstring)."""
+    scheme = schemes.for_num_points(len(points))
+    if params.background_source != "crop":
+        return background.replace_background(image, points, scheme, params.background, params.background_source)
+    if other_crop is None:
+        raise ValueError("background_source crop needs the other crop (background_image) to take the background from")
+    other = warp_image(np.asarray(other_crop), matrix, input_size, border=border)
+    return background.replace_background(image, points, scheme, other=other)

@@ -47,9 +47,11 @@ class FaceCrops(Dataset):
             params = augment.AugmentParams()  # the identity: a plain crop
         else:
             params = augment.sample_augmentation(np.random.default_rng([self.seed, self.epoch, int(key)]), self.augment)
+        partner = augment.background_partner(params, index, len(self.cache))
         image, points, matrix = augment.augment_sample(
             np.asarray(self.cache.images[index]), self.cache.points[index], self.cache.windows[index], params,
-            self.input_size, self.cache.window_margin, self.flip_permutation)
+            self.input_size, self.cache.window_margin, self.flip_permutation,
+            background_image=None if partner is None else np.asarray(self.cache.images[partner]))
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "points": torch.from_numpy(to_normalized(points, self.input_size).astype(np.float32)),
