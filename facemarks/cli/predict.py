@@ -69,7 +69,8 @@ def tracking_options(args) -> TrackerOptions | None:
         raise ConfigError("command line", "--redetect-every", "applies with tracking, which --no-track turns off")
     smoothing = [field for field in given if field != "redetect_every"]
     if args.smooth is False and smoothing:
-        raise ConfigError("command line", TRACKING_FLAGS[smoothing[0]], "sets the smoothing, which --no-smooth turns off")
+        raise ConfigError("command line", TRACKING_FLAGS[smoothing[0]],
+                          "sets the smoothing, which --no-smooth turns off")
     try:
         return TrackerOptions(track=track, smooth=args.smooth is not False, **given)
     except ValueError as exc:

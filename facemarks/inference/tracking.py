@@ -33,7 +33,8 @@ by IoU); matched ones are dropped (the followed prediction is kept), the others 
 predicted and matched in the same way to the tracks lost on this frame: a match continues
 that track (same id, its filter state kept: the same face where it was), otherwise the
 face starts a new track (a new id, a fresh filter). A lost track that nothing matches
-ends. A detector run that misses a followed face counts a miss (see above). Two followed tracks converging on one face (IoU > `match_iou`) keep the older id.
+ends. A detector run that misses a followed face counts a miss (see above). Two followed
+tracks converging on one face (IoU > `match_iou`) keep the older id.
 Without `track` (per-frame detection) the detector runs on every frame and every face is
 matched to the previous frame's tracks the same way, so ids and smoothing still apply.
 
