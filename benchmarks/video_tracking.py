@@ -1,7 +1,7 @@
 """Video prediction on the moving-face test video: per-frame detection against tracking
 (facemarks.inference.tracking), each with and without One Euro smoothing.
 
-    python benchmarks/video_tracking.py --faces 5 --frames 150
+    python benchmarks/video_tracking.py --faces 5 --frames 150 [--via-file]
 
 Each face (300W common, else synthetic) is moved along stability.FacePath (a figure of eight
 with rotation and zoom, 30 fps) in frames of 256 px, and the frames are fed to a
@@ -22,10 +22,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -35,6 +37,7 @@ from facemarks.data import formats
 from facemarks.data.sample import read_image
 from facemarks.data.synthetic.renderer import generate_face
 from facemarks.engine import stability
+from facemarks.inference.files import predict_files
 from facemarks.inference.tracking import TrackerOptions, VideoTracker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,6 +99,26 @@ def table_row(label: str, rows: list[dict], runs: list[dict]) -> str:
             f"{sum(r['used'] for r in rows)} |")
 
 
+def file_speed(predictor, videos, options: TrackerOptions | None) -> float:
+    """Faces/s of `predict_files` (decoding, tracking, JSON record; no overlay) on each video
+    written to a temporary Motion-JPEG .avi file."""
+    faces, seconds = 0, 0.0
+    with tempfile.TemporaryDirectory() as folder:
+        for k, video in enumerate(videos):
+            path = Path(folder) / f"face{k}.avi"
+            writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), video.frame_rate,
+                                     video.frames.shape[2:0:-1])
+            for frame in video.frames:
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            writer.release()
+            started = time.perf_counter()
+            document = predict_files(predictor, [path], Path(folder) / "out", "haar", overlay=False,
+                                     log=lambda line: None, tracking=options)
+            seconds += time.perf_counter() - started
+            faces += sum(len(frame["faces"]) for frame in document["images"][0]["frames"])
+    return faces / seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", default=None, help="default: the shipped 300W model")
@@ -104,6 +127,8 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--redetect-every", type=int, default=TrackerOptions.redetect_every)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--via-file", action="store_true",
+                        help="also time `facemarks predict`'s library part on the videos written to .avi files")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     predictor = facemarks.load(args.checkpoint, threads=args.threads)
@@ -126,6 +151,11 @@ def main() -> None:
             name = label if smoothing is None else f"{label} + One Euro {smoothing[0]}, " \
                                                    f"min_cutoff {smoothing[1]:g} beta {smoothing[2]:g}"
             print(table_row(name, rows, mode_runs), flush=True)
+    if args.via_file:
+        print("\n| predict_files on .avi files (Haar) | faces/s |\n|---|---|")
+        for label, options in (("per-frame detection (--no-track --no-smooth)", replace(plain, track=False)),
+                               ("tracking + smoothing (the defaults)", online)):
+            print(f"| {label} | {file_speed(predictor, videos, options):.1f} |", flush=True)
 
 
 if __name__ == "__main__":
