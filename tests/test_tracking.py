@@ -322,3 +322,30 @@ def test_a_cascade_is_followed_by_its_second_stage_alone(video):
     assert first.detector_frames == [0, 4, 8]
     assert sorted({frame for frame, _ in first.crops}) == [0]  # later detections matched the followed face
     assert len(second.given) == 8
+
+
+def test_face_speed_filter_shares_one_cutoff():
+    """FaceSpeedOneEuroFilter against the recursion written out here: every coordinate's
+    speed filtered as in the paper, then one cutoff min_cutoff + beta * RMS over points of
+    the point speed |(dx, dy)| for all of them (the per-coordinate filter differs)."""
+    from facemarks.inference.smoothing import OneEuroFilter
+    from facemarks.inference.tracking import FaceSpeedOneEuroFilter
+
+    rng = np.random.default_rng(4)
+    track = np.cumsum(rng.normal(0, 2.0, (25, 5, 2)), axis=0) + rng.normal(0, 0.5, (25, 5, 2))
+    min_cutoff, beta, d_cutoff, period = 0.7, 0.03, 1.0, 1 / 30
+
+    def alpha(cutoff):
+        return 1 / (1 + 1 / (2 * math.pi * cutoff) / period)
+
+    value, speed, expected = track[0], np.zeros((5, 2)), [track[0]]
+    for points in track[1:]:
+        speed = speed + alpha(d_cutoff) * ((points - value) / period - speed)
+        magnitude = math.sqrt((speed ** 2).sum(axis=1).mean())
+        value = value + alpha(min_cutoff + beta * magnitude) * (points - value)
+        expected.append(value)
+    shared = FaceSpeedOneEuroFilter(min_cutoff, beta, d_cutoff, 30.0)
+    found = np.stack([shared(points) for points in track])
+    np.testing.assert_allclose(found, np.stack(expected), rtol=0, atol=1e-9)
+    separate = OneEuroFilter(min_cutoff, beta, d_cutoff, 30.0)
+    assert np.abs(np.stack([separate(points) for points in track]) - found).max() > 0.1
