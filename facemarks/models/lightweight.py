@@ -1,4 +1,5 @@
-"""Small and fast landmark regressors: cnn6, cnn7, dsnet, mobilenetv2, shufflenetv2, squeezenet.
+"""Small and fast landmark regressors: cnn6, cnn7, dsnet, mobilenetv2, shufflenetv2, squeezenet,
+squeezenet_thesis.
 
 * cnn6 / cnn7: the plain networks of the Wing-loss paper (Feng et al., CVPR 2018):
   blocks of 3x3 conv + BN + ReLU + 2x2 max-pool, then FC 1024 and FC 2N on the flattened
@@ -9,6 +10,8 @@
 * mobilenetv2 / shufflenetv2 / squeezenet: feature extractors whose parameter names match
   torchvision's MobileNetV2, ShuffleNetV2 (x0.5, x1.0) and SqueezeNet 1.1, so their
   ImageNet weights load from a local file with `load_pretrained_backbone`.
+* squeezenet_thesis: the thesis's SqueezeNet (7x7 stride-2 first conv + BN, SqueezeNet 1.0's
+  fire modules, global average pooling straight to the 2N outputs); see `ThesisSqueezeNetBackbone`.
 
 Every model is a `LandmarkRegressor`: images (B, 3, S, S) in [0, 1] -> (B, N, 2) points in
 normalised coordinates.
@@ -453,3 +456,74 @@ def squeezenet(num_points: int, input_size: int = 112, pretrained: str | None = 
     """
     backbone = SqueezeNetBackbone()
     return _build(backbone, backbone.out_channels, num_points, input_size, pretrained, {}, kwargs)
+
+
+# --------------------------------------------------------------------------- the thesis's SqueezeNet
+
+
+class ThesisSqueezeNetBackbone(nn.Module):
+    """SqueezeNet 1.0's layout (7x7 stride-2 first convolution, 96 channels, then eight fire
+    modules between three max-pools) with BatchNorm after the first convolution, as in the
+    thesis's landmark SqueezeNet: the large stride-2 kernel shrinks the map fast, the BN
+    steadies the one layer that sees raw pixels. Output: (B, 512, ~S/16, ~S/16).
+
+    Names follow torchvision's squeezenet1_0 `features` (features.0 conv, features.3..12
+    fires); the BN and ReLU sit together at features.1 (where torchvision has its parameter-free
+    ReLU), so every torchvision index is kept. A squeezenet1_0 file still does not load
+    (its stem has no BN statistics): load_pretrained_backbone names the missing keys.
+    """
+
+    classifier_prefixes = ("classifier.",)
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 96, kernel_size=7, stride=2),
+            nn.Sequential(nn.BatchNorm2d(96), nn.ReLU(inplace=True)),
+            nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
+            Fire(96, 16, 64, 64),
+            Fire(128, 16, 64, 64),
+            Fire(128, 32, 128, 128),
+            nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
+            Fire(256, 32, 128, 128),
+            Fire(256, 48, 192, 192),
+            Fire(384, 48, 192, 192),
+            Fire(384, 64, 256, 256),
+            nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
+            Fire(512, 64, 256, 256),
+        )
+        self.out_channels = 512
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+class ThesisSqueezeNet(LandmarkRegressor):
+    @property
+    def feature_layers(self) -> tuple[str, ...]:
+        """The stem after its BN and ReLU (features.1), then every fire module."""
+        return ("backbone.features.1", *(f"backbone.features.{i}" for i, block in enumerate(self.backbone.features)
+                                         if isinstance(block, Fire)))
+
+
+@MODELS.register("squeezenet_thesis", kind="regression")
+def squeezenet_thesis(num_points: int, input_size: int = 112, pretrained: str | None = None,
+                      **kwargs) -> LandmarkRegressor:
+    """The thesis's SqueezeNet (ThesisSqueezeNetBackbone) with no fully connected hidden layer:
+    global average pooling, then one linear layer to the 2N coordinates (the same map as
+    SqueezeNet's 1x1 conv to the outputs followed by average pooling, both being linear).
+
+    kwargs: hidden (0: none), dropout (0), mean_shape. pretrained: a backbone weights file in
+    this layout (e.g. another squeezenet_thesis's state_dict).
+    """
+    backbone = ThesisSqueezeNetBackbone()
+    options = {"hidden": 0, "dropout": 0.0, **kwargs}
+    model = ThesisSqueezeNet(backbone, RegressionHead(backbone.out_channels, num_points, **options),
+                             num_points, input_size)
+    if pretrained:
+        load_pretrained_backbone(model, pretrained)
+    return model
