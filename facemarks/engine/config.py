@@ -135,6 +135,20 @@ class TuneLrConfig:
     epochs_fraction: float = 0.25    # a sweep run trains this share of `epochs` (at least one epoch)
 
 
+@dataclass
+class StabilityConfig:
+    """Stability of every compared run, measured by `compare` after its NME
+    (facemarks.experiments.compare.run_stability, facemarks.engine.stability): the per-face
+    perturbation jitter of the test crops and, with `video_faces`, the video jitter and NME
+    of moving-face videos of the first test faces. Every run sees the same perturbation
+    draws and videos (a function of `seed` alone), so entries pair face by face."""
+
+    jitter_k: int = 0                # perturbed versions per test face (>= 2); 0: no stability measured
+    perturbations: list | None = None  # PERTURBATIONS names; None: stability.DEFAULT_PERTURBATIONS
+    video_faces: int = 0             # moving-face videos of the first n test faces (needs jitter_k)
+    seed: int = 0                    # the perturbation draws' seed, the same for every run
+
+
 DEFAULT_LR_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)  # a log2 grid around optim.lr
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -150,6 +164,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     tune_lr: TuneLrConfig = field(default_factory=TuneLrConfig)
+    stability: StabilityConfig = field(default_factory=StabilityConfig)
     losses: list = field(default_factory=lambda: ["mpd", "huber", "wing:w=10,epsilon=2"])
     epochs: int = 30
     batch_size: int = 32
@@ -409,6 +424,7 @@ def validate(config: Config, source: str = "<config>") -> list[Entry]:
         raise ConfigError(source, "losses", f"entries must differ; repeated: {sorted({x for x in labels if labels.count(x) > 1})}")
     _check_task(config, source)
     _check_device(config, source)
+    _check_stability(config.stability, source)
     tune_lr_rates(config, source)
     return entries
 
@@ -559,6 +575,33 @@ def _check_device(config: Config, source: str) -> None:
     if config.precision == "fp16" and config.device == "cpu":
         raise ConfigError(source, "precision", "fp16 needs a CUDA device (with its gradient scaler); on CPU use "
                                                "bf16 or fp32")
+
+
+def _check_stability(stability: StabilityConfig, source: str) -> None:
+    """stability.* (see StabilityConfig); whether the test split has `video_faces` faces is
+    checked once it is read (facemarks.experiments.compare)."""
+    from facemarks.registry import PERTURBATIONS
+
+    if stability.jitter_k != 0 and stability.jitter_k < 2:
+        raise ConfigError(source, "stability.jitter_k", f"must be 0 (no stability measured) or >= 2 perturbed "
+                                                        f"versions per face, got {stability.jitter_k}")
+    names = stability.perturbations
+    if names is not None:
+        if not names or len(set(map(str, names))) != len(names):
+            raise ConfigError(source, "stability.perturbations", f"must be a non-empty list of distinct names (or "
+                                                                 f"null: the defaults), got {names}")
+        for name in names:
+            if not isinstance(name, str) or name not in PERTURBATIONS:
+                raise ConfigError(source, "stability.perturbations",
+                                  str(UnknownNameError(PERTURBATIONS.kind, str(name), PERTURBATIONS.names())))
+    if stability.video_faces < 0 or (stability.video_faces and not stability.jitter_k):
+        raise ConfigError(source, "stability.video_faces", f"must be >= 0, and measured with the jitter (set "
+                                                           f"stability.jitter_k); got {stability.video_faces}")
+    if stability.seed < 0:
+        raise ConfigError(source, "stability.seed", f"must be >= 0, got {stability.seed}")
+    if names is not None and not stability.jitter_k:
+        raise ConfigError(source, "stability.perturbations", "needs stability.jitter_k >= 2 (perturbations "
+                                                             "without versions measure nothing)")
 
 
 def tune_lr_rates(config: Config, source: str = "<config>") -> list[float]:

@@ -301,6 +301,16 @@ def video_jitter(points, scheme, truth=None) -> dict:
     return result
 
 
+def predict_video(model, crop, input_size: int, scheme, video: "MovingFaceVideo", device="cpu",
+                  decoder: str | None = None) -> np.ndarray:
+    """Per-frame points (T, N, 2) in frame pixels, each frame cut by the crop policy `crop`
+    from its true box and points: the model's own stability, with no tracker in between."""
+    matrices = np.stack([crop.matrix(input_size, box=box, points=points, scheme=scheme)
+                         for box, points in zip(video.boxes, video.points)])
+    inputs = np.stack([warp_antialiased(frame, matrix, input_size) for frame, matrix in zip(video.frames, matrices)])
+    return to_source(predict_images(model, inputs, device, decoder), matrices, input_size)
+
+
 # ----------------------------------------------------------------------------------
 # The moving-face test video
 # ----------------------------------------------------------------------------------

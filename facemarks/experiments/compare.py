@@ -10,6 +10,14 @@ and every entry is trained both at the shared optim.lr and at its chosen rate
 (facemarks.experiments.lr_sweep): results["runs"] are then the tuned-rate runs,
 results["protocols"]["same_lr"] the shared-rate runs with their summary, and
 results["lr_sweep"] the sweep. Every run records its "protocol" and "lr".
+
+With `stability.jitter_k` (engine/config.py StabilityConfig) every run also records
+"stability" (`run_stability`): the perturbation jitter of each test crop
+(facemarks.engine.stability.perturbation_jitter, draws from stability.seed alone, so every
+run sees the same perturbed inputs) and, with `stability.video_faces`, the video jitter and
+NME of each of the first n test faces moved through stability.FacePath(), predicted frame by
+frame from the true box (the model's own stability, not a tracker's). Stability is measured
+on the plain crop (no flip test).
 """
 
 from __future__ import annotations
@@ -23,12 +31,15 @@ import yaml
 from facemarks import __version__, schemes
 from facemarks.data import cache as crop_cache
 from facemarks.data.splits import load_splits
+from facemarks.data.sample import read_image
 from facemarks.engine import config as cfg
+from facemarks.engine import stability
 from facemarks.engine import runs as run_folders
 from facemarks.engine import transfer
 from facemarks.engine.checkpoint import Checkpoint
 from facemarks.engine.evaluate import NORMS, attribute_flags, face_errors, face_poses, predict_crops, region_errors
 from facemarks.engine.trainer import check_synthetic_mix, entry_point_weights, fit, training_device
+from facemarks.errors import ConfigError
 from facemarks.experiments import lr_sweep, report
 from facemarks.experiments.lr_sweep import SAME_LR, TUNED_LR
 
@@ -54,6 +65,9 @@ def compare(config: cfg.Config, out_dir, progress: bool = True, resume: bool = F
         transfer.check(entry.model, schemes.get(splits["train"][0].scheme), config.input_size, f"losses[{i}].model")
     test_cache = crop_cache.build(test, config.input_size, cfg.crop_policy_of(config), root=config.data.cache_dir)
     test_poses = face_poses(test)  # before training: a face it cannot pose stops the run here
+    if config.stability.video_faces > len(test):
+        raise ConfigError(source, "stability.video_faces", f"asks for {config.stability.video_faces} videos; the "
+                                                           f"test split has {len(test)} faces")
     swept = (lr_sweep.sweep(config, entries, splits, out_dir, resume=resume, progress=progress,
                             record_batches=record_batches) if config.tune_lr.enabled else None)
     plan = lr_sweep.plan_runs(config, entries, out_dir, swept["chosen"] if swept else None)
@@ -129,7 +143,8 @@ def _check_resumed_config(out_dir: Path, config: cfg.Config, resume: bool) -> No
 def evaluate_run(result: dict, entry: cfg.Entry, seed: int, config: cfg.Config, test_cache, test, scheme,
                  out_dir: Path, device: str = "cpu") -> dict:
     """One trained entry's best checkpoint on the test faces, as a results.json run."""
-    model = Checkpoint.load(result["checkpoint"]).build_model(device)
+    checkpoint = Checkpoint.load(result["checkpoint"])
+    model = checkpoint.build_model(device)
     predictions = predict_crops(model, test_cache, config.input_size, device=device,
                                 flip_permutation=scheme.flip_permutation if config.flip_test else None)
     errors = face_errors(predictions, test, scheme)
@@ -140,7 +155,34 @@ def evaluate_run(result: dict, entry: cfg.Entry, seed: int, config: cfg.Config, 
             "history": result["history"],
             "train_seconds": float(sum(h["seconds"] for h in result["history"])),
             "checkpoint": str(Path(result["checkpoint"]).relative_to(out_dir)),
-            "batch_digests": result["batch_digests"]}
+            "batch_digests": result["batch_digests"],
+            **run_stability(model, checkpoint, config.stability, test_cache, test, device)}
+
+
+def run_stability(model, checkpoint: Checkpoint, settings: cfg.StabilityConfig, test_cache, test,
+                  device: str = "cpu") -> dict:
+    """{"stability": the run's per-face stability (module docstring)} in % inter-ocular, or {}
+    without stability.jitter_k: "jitter_pct" and "nme_under_perturbation_pct" per test face
+    and, with video_faces, "video": {"jitter_pct", "nme_pct", "lag_frames"} per video."""
+    if not settings.jitter_k:
+        return {}
+    names = tuple(settings.perturbations or stability.DEFAULT_PERTURBATIONS)
+    found = stability.perturbation_jitter(model, test_cache, checkpoint.scheme, checkpoint.input_size,
+                                          settings.jitter_k, settings.seed, names, device=device)
+    record = {"k": settings.jitter_k, "seed": settings.seed, "perturbations": list(names),
+              "jitter_pct": found["per_face"].tolist(), "nme_under_perturbation_pct": found["nme"].tolist()}
+    if settings.video_faces:
+        path = stability.FacePath()
+        tracks = []
+        for sample in test[:settings.video_faces]:
+            video = stability.moving_face_video(read_image(sample.image_path), sample.landmarks, path)
+            points = stability.predict_video(model, checkpoint.crop, checkpoint.input_size, checkpoint.scheme,
+                                             video, device)
+            tracks.append(stability.video_jitter(points, checkpoint.scheme, truth=video.points))
+        record["video"] = {"faces": [s.image_path for s in test[:settings.video_faces]], "frames": path.frames,
+                           "frame_size": path.frame_size, "jitter_pct": [t["jitter"] for t in tracks],
+                           "nme_pct": [t["nme"] for t in tracks], "lag_frames": [t["lag_frames"] for t in tracks]}
+    return {"stability": record}
 
 
 def dataset_summary(config: cfg.Config, splits: dict, scheme) -> dict:

@@ -100,8 +100,8 @@ from facemarks.experiments import lr_sweep
 from facemarks.errors import DataError
 from facemarks.metrics import auc, ced, failure_rate
 from facemarks.experiments.tables import (better_cell, face_pair, fmt_interval, fmt_p, fmt_stat, holm_family, nme_matrix,
-                                          over_seeds, pose_section, regions_section, subsets_section, summarise_pose,
-                                          summarise_regions, table)
+                                          over_seeds, pose_section, regions_section, stability_section, subsets_section,
+                                          summarise_pose, summarise_regions, summarise_stability, table)
 from facemarks.stats import seed_level_comparison
 
 REQUIRED_NME = ("image", "inter_ocular")
@@ -194,9 +194,28 @@ def check_results(results, source="results") -> None:
             if values.shape != (num_faces,) or not np.all(np.isfinite(values)) or np.any(values < 0):
                 raise DataError(source, f"{where}.nme_regions[{region!r}] must be {num_faces} finite, non-negative "
                                         f"errors (one per test face)")
+        _check_stability(run.get("stability"), num_faces, source, where)
         if not isinstance(run.get("history", []), (list, tuple)):
             raise DataError(source, f"{where}.history must be a list of per-epoch records")
     _check_poses(results.get("test_poses"), num_faces, source)
+
+
+def _check_stability(record, num_faces: int, source, where: str) -> None:
+    """A run's "stability" is optional (older results have none); when given, one finite,
+    non-negative jitter per test face (and per video)."""
+    if record is None:
+        return
+    lists = [("jitter_pct", (record or {}).get("jitter_pct"), num_faces)]
+    video = record.get("video") if isinstance(record, dict) else None
+    if video is not None:
+        lists += [(f"video.{key}", video.get(key), len(video.get("faces") or [])) for key in ("jitter_pct", "nme_pct")]
+    for key, values, count in lists:
+        try:
+            values = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            values = np.array([np.nan])
+        if values.shape != (count,) or not np.all(np.isfinite(values)) or np.any(values < 0):
+            raise DataError(source, f"{where}.stability.{key} must be {count} finite, non-negative values")
 
 
 def _check_poses(poses, num_faces: int, source) -> None:
@@ -239,6 +258,9 @@ def summarise(results: dict, *, threshold: float = 0.1, confidence: float = 0.95
     regions = summarise_regions(runs_by_entry, confidence, alpha)
     if regions:
         summary["regions"] = regions
+    found = summarise_stability(runs_by_entry, confidence, alpha)
+    if found:
+        summary["stability"] = found
     return summary
 
 
@@ -392,6 +414,7 @@ def render_markdown(results: dict, summary: dict) -> str:
     lines += subsets_section(summary)
     lines += pose_section(summary)
     lines += regions_section(summary)
+    lines += stability_section(summary)
     lines += _training_section(summary)
     lines += lr_sweep.report_section(results, summary)
     lines += ["## Curves", "", "![CED curves](ced.png)", "", f"CED of the inter-ocular NME up to {thr}, {summary['ced']}.", ""]

@@ -19,13 +19,22 @@ facemarks.engine.evaluate.region_errors) as mean ± std over seeds, and compares
 with the first entry of the config (the baseline a transfer or weighting experiment puts
 first) on every test face: the k - 1 tests of one region form one Holm family. Results
 written before runs had "nme_regions" have no such section.
+
+The stability breakdown (`summarise_stability`, `stability_section`) gives every entry's
+perturbation jitter (runs' "stability", facemarks.experiments.compare.run_stability: per
+seed the mean over test faces, then mean ± std over seeds) and, when measured, its video
+jitter and video NME (mean over the videos), and compares each entry with the first entry
+of the config on the per-face jitter: each face's jitter averaged over the entry's seeds,
+the paired test of `face_pair`, Holm over the k - 1 pairs, and beside it the seed-level
+comparison of the per-seed mean jitter. Only when every run measured stability with the
+same settings (k, seed, perturbations, videos); results without have no such section.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from facemarks.stats import holm_adjust, mean_std, paired_comparison, pose_bins
+from facemarks.stats import holm_adjust, mean_std, paired_comparison, pose_bins, seed_level_comparison
 
 # ------------------------------------------------------------------------- statistics
 
@@ -163,6 +172,102 @@ def regions_section(summary: dict) -> list[str]:
                     f"other entry)", ""] + table(header, pair_rows) + [
         "", "Computed as the paired comparisons above, on each region's errors. Holm's adjustment is applied within "
             "each region, over that region's comparisons.", ""]
+
+
+# ----------------------------------------------------------------------------- stability
+
+STABILITY_SETTINGS = ("k", "seed", "perturbations")
+
+
+def summarise_stability(runs_by_entry: dict, confidence: float, alpha: float) -> dict | None:
+    """The stability breakdown (see the module docstring), or None unless every run has the
+    same stability settings. Returns {"reference", "k", "seed", "perturbations", "num_videos",
+    "entries": {entry: {"jitter_pct", "nme_under_perturbation_pct", ["video_jitter_pct",
+    "video_nme_pct"]: over_seeds stat}}, "pairs": [reference vs each other entry, with
+    "seed_level"]}."""
+    runs = [run for group in runs_by_entry.values() for run in group]
+    records = [run.get("stability") for run in runs]
+    if not all(records):
+        return None
+    settings = [([r[key] for key in STABILITY_SETTINGS], (r.get("video") or {}).get("faces")) for r in records]
+    if any(s != settings[0] for s in settings):
+        return None
+    videos = "video" in records[0]
+    entries = {}
+    for name, group in runs_by_entry.items():
+        stats = {"jitter_pct": over_seeds([np.mean(r["stability"]["jitter_pct"]) for r in group]),
+                 "nme_under_perturbation_pct": over_seeds([np.mean(r["stability"]["nme_under_perturbation_pct"])
+                                                           for r in group])}
+        if videos:
+            stats["video_jitter_pct"] = over_seeds([np.mean(r["stability"]["video"]["jitter_pct"]) for r in group])
+            stats["video_nme_pct"] = over_seeds([np.mean(r["stability"]["video"]["nme_pct"]) for r in group])
+        entries[name] = stats
+    names = list(runs_by_entry)
+    reference = names[0]
+    # face_pair works in fractions and reports percent: the per-face jitter (in %) goes in / 100.
+    jitter = {name: np.array([r["stability"]["jitter_pct"] for r in group], dtype=np.float64) / 100.0
+              for name, group in runs_by_entry.items()}
+    pairs = holm_family([face_pair(reference, other, jitter[reference], jitter[other], confidence)
+                         for other in names[1:]], alpha)
+    for pair in pairs:
+        pair["seed_level"] = _stability_seed_level(pair, runs_by_entry[pair["a"]], runs_by_entry[pair["b"]],
+                                                   confidence)
+    first = records[0]
+    return {"reference": reference, **{key: first[key] for key in STABILITY_SETTINGS},
+            "num_videos": len(first["video"]["jitter_pct"]) if videos else 0, "entries": entries, "pairs": pairs}
+
+
+def _stability_seed_level(pair: dict, runs_a: list[dict], runs_b: list[dict], confidence: float) -> dict:
+    """Per seed both entries ran, the difference of their mean jitter over the faces (% points)."""
+    means_a = {run["seed"]: float(np.mean(run["stability"]["jitter_pct"])) for run in runs_a}
+    means_b = {run["seed"]: float(np.mean(run["stability"]["jitter_pct"])) for run in runs_b}
+    result = seed_level_comparison(means_a, means_b, confidence)
+    agree = None
+    if pair["better"] is not None:
+        agree = result["negative"] if pair["better"] == pair["a"] else result["positive"]
+    return {"seeds": result["seeds"], "num_seeds": len(result["seeds"]), "differences_pct": result["differences"],
+            "mean_difference_pct": result["mean_difference"], "ci_low_pct": result["ci_low"],
+            "ci_high_pct": result["ci_high"], "agree": agree}
+
+
+def stability_section(summary: dict) -> list[str]:
+    """The stability table and each entry's paired test against the first; [] without stability."""
+    found = summary.get("stability")
+    if not found:
+        return []
+    videos = found["num_videos"] > 0
+    header = ["Entry", "Jitter (% IOD)", "NME under perturbation (%)"]
+    header += ["Video jitter (% IOD)", "Video NME (%)"] if videos else []
+    keys = ["jitter_pct", "nme_under_perturbation_pct"] + (["video_jitter_pct", "video_nme_pct"] if videos else [])
+    rows = [[name] + [fmt_stat(stats[key], 3) for key in keys] for name, stats in found["entries"].items()]
+    video_text = (f" Video: the first {found['num_videos']} test faces moved along a known path "
+                  f"(facemarks.engine.stability.FacePath), predicted frame by frame from the true box; video "
+                  f"jitter is the frame-to-frame motion the face's own motion does not explain." if videos else "")
+    lines = ["## Stability (how much the points move when the face does not)", "",
+             f"Jitter: each test crop in {found['k']} perturbed versions ({', '.join(found['perturbations'])}; "
+             f"stability seed {found['seed']}, the same draws for every run), the per-coordinate standard deviation "
+             f"of the predictions in % of the inter-ocular distance, mean over faces; mean ± std over seeds, entries "
+             f"in config order." + video_text, ""]
+    lines += table(header, rows) + [""]
+    if not found["pairs"]:
+        return lines
+    conf, alpha = f"{100 * summary['confidence']:g}", summary["alpha"]
+    header = ["A", "B", "Faces", "Mean Δ jitter A − B (% points)", f"{conf}% CI", "Wilcoxon p", "Holm p", "Better",
+              "Seeds: Δ per seed", "Seeds agreeing"]
+    pair_rows = []
+    for p in found["pairs"]:
+        seed = p["seed_level"]
+        per_seed = ", ".join(f"{s}: {d:+.3f}" for s, d in zip(seed["seeds"], seed["differences_pct"])) or "—"
+        agree = "—" if seed["agree"] is None else f"{seed['agree']} of {seed['num_seeds']}"
+        pair_rows.append([p["a"], p["b"], str(p["num_faces"]), f"{p['mean_difference_pct']:+.3f}",
+                          fmt_interval(p["ci_low_pct"], p["ci_high_pct"]), fmt_p(p["wilcoxon_p"]),
+                          fmt_p(p["wilcoxon_p_holm"]), better_cell(p, alpha), per_seed, agree])
+    return lines + [f"### Paired comparisons of jitter (**{found['reference']}**, the first entry, against each "
+                    f"other entry)", ""] + table(header, pair_rows) + [
+        "", "Each face's jitter is averaged over the entry's seeds; Δ, the interval and the Wilcoxon test are over "
+            "faces as in the NME comparisons (lower jitter is better), Holm's adjustment over these comparisons. "
+            "Seeds: per seed both entries ran, the difference of the mean jitter over faces; agreeing: seeds "
+            "favouring the better entry.", ""]
 
 
 # ---------------------------------------------------------------------------- markdown
