@@ -15,7 +15,7 @@ Conventions
   heatmaps (LAB, Wu et al. 2018; Adaptive Wing, Wang et al. 2019). A closed polyline
   repeats its first index at the end.
 
-Built-ins: "300w" (68), "wflw" (98), "cofw" (29), "aflw" (19), "5pt" (5). A custom scheme
+Built-ins: "300w" (68), "300w77" (77: 300w and 9 forehead points), "wflw" (98), "cofw" (29), "aflw" (19), "5pt" (5). A custom scheme
 is a YAML or JSON file with the same fields (see `load_custom`).
 """
 
@@ -105,6 +105,22 @@ SCHEME_300W = Scheme(
         "upper_inner_lip": _span(60, 64),
         "lower_inner_lip": (60, 67, 66, 65, 64),
     },
+)
+
+# ---------------------------------------------------------------------------------------
+# 300W77: the 68 of 300W plus 9 forehead points (68..76) along the hairline, from the
+# image-left temple to the image-right one (76 is the mirror of 68, 72 on the midline).
+_FOREHEAD_77 = _span(68, 76)
+
+SCHEME_300W77 = Scheme(
+    name="300w77",
+    num_points=77,
+    flip_permutation=_permutation_from_pairs(77, [*_PAIRS_300W, *((68 + i, 76 - i) for i in range(4))]),
+    outer_eye_corners=SCHEME_300W.outer_eye_corners,
+    left_eye=SCHEME_300W.left_eye,
+    right_eye=SCHEME_300W.right_eye,
+    regions={**SCHEME_300W.regions, "forehead": _FOREHEAD_77},
+    boundaries={**SCHEME_300W.boundaries, "hairline": _FOREHEAD_77},
 )
 
 # ---------------------------------------------------------------------------------------
@@ -245,12 +261,13 @@ SCHEME_5PT = Scheme(
     boundaries={"mouth": (3, 4)},
 )
 
-BUILTIN: dict[str, Scheme] = {s.name: s for s in (SCHEME_300W, SCHEME_WFLW, SCHEME_COFW, SCHEME_AFLW, SCHEME_5PT)}
+BUILTIN: dict[str, Scheme] = {s.name: s for s in (SCHEME_300W, SCHEME_300W77, SCHEME_WFLW, SCHEME_COFW, SCHEME_AFLW, SCHEME_5PT)}
 _BY_NUM_POINTS = {s.num_points: s for s in BUILTIN.values()}
 
 # (nose tip, image-left mouth corner, image-right mouth corner) per built-in scheme.
 _FIVE_POINT_SOURCES = {
     "300w": (30, 48, 54),
+    "300w77": (30, 48, 54),
     "wflw": (54, 76, 82),
     "cofw": (20, 22, 23),
     "aflw": (13, 15, 17),
@@ -259,7 +276,7 @@ _FIVE_POINT_SOURCES = {
 
 
 def get(name: str | Scheme) -> Scheme:
-    """The scheme called `name` ("300w", "wflw", "cofw", "aflw", "5pt"), or the custom
+    """The scheme called `name` ("300w", "300w77", "wflw", "cofw", "aflw", "5pt"), or the custom
     scheme in the YAML/JSON file at path `name`. A Scheme is returned unchanged."""
     if isinstance(name, Scheme):
         return name
@@ -300,7 +317,7 @@ def from_dict(values: dict, where="scheme") -> Scheme:
 
 
 def for_num_points(n: int) -> Scheme:
-    """The built-in scheme with n points: 68 -> 300w, 98 -> wflw, 29 -> cofw, 19 -> aflw, 5 -> 5pt."""
+    """The built-in scheme with n points: 68 -> 300w, 77 -> 300w77, 98 -> wflw, 29 -> cofw, 19 -> aflw, 5 -> 5pt."""
     if int(n) not in _BY_NUM_POINTS:
         known = ", ".join(f"{k} ({s.name})" for k, s in sorted(_BY_NUM_POINTS.items()))
         raise DataError(f"{n} points", f"no built-in landmark scheme has this many points; known: {known}")
@@ -355,15 +372,18 @@ WFLW_TO_68: tuple[int, ...] = (
 
 
 def to_68(points, scheme: str | Scheme) -> np.ndarray:
-    """The 68 300W points (..., 68, 2) of points (..., N, 2) of a 68-point ("300w") or a
-    98-point ("wflw") scheme, through `WFLW_TO_68`. Coordinates keep their units."""
+    """The 68 300W points (..., 68, 2) of points (..., N, 2) of a 68-point ("300w"), a
+    77-point ("300w77": its first 68) or a 98-point ("wflw") scheme, through `WFLW_TO_68`.
+    Coordinates keep their units."""
     scheme = get(scheme)
     pts = np.asarray(points, dtype=np.float64)
-    if scheme.name not in ("300w", "wflw") or BUILTIN[scheme.name] != scheme:
-        raise DataError(scheme.name, "to_68: only the 300w (68) and wflw (98) schemes map to 68 points")
+    if scheme.name not in ("300w", "300w77", "wflw") or BUILTIN[scheme.name] != scheme:
+        raise DataError(scheme.name, "to_68: only the 300w (68), 300w77 (77) and wflw (98) schemes map to 68 points")
     if pts.ndim < 2 or pts.shape[-2:] != (scheme.num_points, 2):
         raise DataError(scheme.name, f"to_68: expected points (..., {scheme.num_points}, 2), got shape {pts.shape}")
-    return pts if scheme.name == "300w" else pts[..., list(WFLW_TO_68), :]
+    if scheme.name == "wflw":
+        return pts[..., list(WFLW_TO_68), :]
+    return pts[..., :68, :]
 
 
 def mirror_points(points, scheme: str | Scheme, width: float) -> np.ndarray:
@@ -511,14 +531,14 @@ def _flip_permutation(data: dict, num_points: int, path) -> tuple[int, ...]:
     return _permutation_from_pairs(num_points, pairs)
 
 
-# The five face regions reported per region (per-region NME) and weighted in losses
+# The face regions reported per region (per-region NME) and weighted in losses
 # (region_weights): each is the union of the scheme's regions of the same part of the face.
 FACE_REGIONS = {"jaw": ("jaw",), "brows": ("left_brow", "right_brow"), "nose": ("nose",),
-                "eyes": ("left_eye", "right_eye"), "mouth": ("mouth",)}
+                "eyes": ("left_eye", "right_eye"), "mouth": ("mouth",), "forehead": ("forehead",)}
 
 
 def face_regions(scheme: str | Scheme) -> dict[str, tuple[int, ...]]:
-    """{jaw, brows, nose, eyes, mouth} -> sorted point indices of `scheme`, from its regions
+    """{jaw, brows, nose, eyes, mouth, forehead} -> sorted point indices of `scheme`, from its regions
     (FACE_REGIONS); a part the scheme has no region for is left out (the 5-point scheme
     has no jaw or brows)."""
     scheme = get(scheme)

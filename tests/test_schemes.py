@@ -116,7 +116,7 @@ def test_for_num_points_and_get():
         schemes.get("300x")
     assert schemes.get("WFLW") is schemes.get("wflw")
     assert schemes.get(schemes.get("cofw")) is schemes.get("cofw")
-    assert len({schemes.get(name) for name in schemes.BUILTIN}) == 5  # hashable despite dict fields
+    assert len({schemes.get(name) for name in schemes.BUILTIN}) == 6  # hashable despite dict fields
 
 
 def test_to_5pt_from_68_and_98_by_hand():

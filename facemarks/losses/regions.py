@@ -1,7 +1,7 @@
 """Static per-region loss weights: `region_weights: {eyes: 2, mouth: 1.5}` -> point weights.
 
 A compare entry (a mapping) may give `region_weights`, a mapping from region names to
-weights >= 0. The names are the five face regions of facemarks.schemes.FACE_REGIONS (jaw,
+weights >= 0. The names are the face regions of facemarks.schemes.FACE_REGIONS (jaw,
 brows, nose, eyes, mouth) or the scheme's own regions (left_eye, right_brow, ...; see
 facemarks.schemes). Every point of a named region gets that weight, every other point 1;
 two names may not share a point (eyes and left_eye together are refused).

@@ -13,6 +13,7 @@ A dataset is named by a spec "FORMAT:PATH[?key=value&...]":
                       csv/jsonl option root=DIR: the dataset root of the images (below)
     synthetic[:DIR]   rendered once to DIR (default $FACEMARKS_CACHE/synthetic-v1-s0-n3000, else
                       ~/.cache/facemarks/...) as JSON lines, then read as jsonl (synthetic.py)
+    synthetic77[:DIR] the same faces with the 77 points of scheme 300w77 (9 forehead points)
 A spec without "FORMAT:" is recognised from the path when exactly one format claims it
 (.csv, .jsonl, .mat, a folder with WFLW_annotations, a folder with .pts files, ...).
 

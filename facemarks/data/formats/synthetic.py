@@ -6,6 +6,10 @@ generator version and size (e.g. $FACEMARKS_CACHE/synthetic-v1-s0-n3000). A fold
 already holds a finished render (render.json and faces.jsonl, e.g. from
 `facemarks data synth DIR`) is read as it is, whatever its parameters. Option
 `?scheme=NAME` as for jsonl. Splits: train, val, test (the renderer's split field).
+
+Spec `synthetic77[:DIR]`: the same faces annotated with the 77 points of scheme "300w77"
+(the 68 and 9 forehead points, facemarks.data.synthetic.forehead); default folder
+$FACEMARKS_CACHE/synthetic-v1-s0-n3000-300w77.
 """
 
 from __future__ import annotations
@@ -19,14 +23,14 @@ from facemarks.errors import DataError
 from facemarks.registry import FORMATS
 
 
-def default_directory() -> Path:
+def default_directory(scheme: str = "300w") -> Path:
     """Default folder of the synthetic dataset (named after its generator version and size)."""
     from facemarks.data.synthetic import default_directory as renderer_default
 
-    return renderer_default()
+    return renderer_default(scheme=scheme)
 
 
-def rendered_faces(directory: Path) -> Path:
+def rendered_faces(directory: Path, scheme: str = "300w") -> Path:
     """DIR/faces.jsonl, rendering the dataset into DIR first unless a render is finished."""
     directory = Path(directory)
     faces = directory / "faces.jsonl"
@@ -36,7 +40,7 @@ def rendered_faces(directory: Path) -> Path:
         from facemarks.data.synthetic import ensure_rendered
     except ImportError as exc:
         raise DataError(directory, f"synthetic data is not available: {exc}") from None
-    return Path(ensure_rendered(directory))
+    return Path(ensure_rendered(directory, scheme=scheme))
 
 
 @FORMATS.register("synthetic")
@@ -45,12 +49,21 @@ class SyntheticFormat(DatasetFormat):
 
     name = "synthetic"
     options = JSONLinesFormat.options
+    render_scheme = "300w"  # the points the renderer annotates
 
     def default_path(self) -> Path:
-        return default_directory()
+        return default_directory(self.render_scheme)
 
     def load(self, path, split: str | None = None, on_error: str = "raise", allow_partial: bool = False, options=None) -> SampleList:
-        return JSONLinesFormat().load(rendered_faces(path), split, on_error, allow_partial, options)
+        return JSONLinesFormat().load(rendered_faces(path, self.render_scheme), split, on_error, allow_partial, options)
 
     def splits(self, path, options=None) -> dict[str, int]:
-        return JSONLinesFormat().splits(rendered_faces(path), options)
+        return JSONLinesFormat().splits(rendered_faces(path, self.render_scheme), options)
+
+
+@FORMATS.register("synthetic77")
+class Synthetic77Format(SyntheticFormat):
+    """Rendered synthetic faces with 77 points (scheme "300w77"; see the module doc)."""
+
+    name = "synthetic77"
+    render_scheme = "300w77"

@@ -62,6 +62,7 @@ Layout (this package)
     mesh        the warped geometry of one face (HeadGeometry)
     camera      pose, projection and placement in the image
     silhouette  the outline of the lower head and the jaw points on it
+    forehead    the 9 forehead (hairline) points of the 77-point scheme ("300w77")
     raster      drawing primitives, pixel boxes, supersampled-canvas coordinates
     shading     lighting and the smooth-shaded 1x head layer
     features    eyes, brows, mouth, folds, nose, nostrils (4x)

@@ -6,6 +6,8 @@ The head is a stack of rings indexed by a row coordinate rho (0 .. 11 the upper 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from facemarks.data.synthetic.numeric import catmull_rom, smoothstep
@@ -85,6 +87,14 @@ def _hairline(theta, look):
     line = front + (side - front) * limit
     line = line - np.exp(-(((deg - 120.0) / 14.0) ** 2)) * max(0.0, side + 8.0)  # above the ear
     return np.where(deg > 150.0, np.maximum(line, side + 25.0 * smoothstep(150.0, 170.0, deg)), line)
+
+
+def hairline_y(theta, look, forehead_y: float | None = None):
+    """Template y of the hairline at ring angle theta (radians); forehead_y: that of a head
+    whose forehead hairline is at forehead_y instead of look.hairline (same sides)."""
+    if forehead_y is not None:
+        look = dataclasses.replace(look, hairline=float(forehead_y))
+    return _hairline(np.asarray(theta, dtype=np.float64), look)
 
 
 def hair_distance(y, theta, look):
