@@ -25,7 +25,10 @@ at 0.1 (`facemarks.metrics`).
       gets that rectangle mapped to the landmark-box convention.
     * "ground-truth box" (all faces): facemarks gets the ground-truth landmark box (the
       extent of the 68 points) as is; dlib gets it mapped back to its detector's convention
-      (the inverse mapping, rounded to whole pixels: dlib.rectangle is integer).
+      (the inverse mapping, made square as dlib's detections are, rounded to whole pixels:
+      dlib.rectangle is integer; `dlib_rects_for`).
+    * the ground-truth box again, on the faces dlib's detector finds: dlib's predictor on
+      faces its detector misses (large poses) is outside what it was trained for.
     The mapping is fitted like the Haar one (benchmarks/calibrate_detector.py): medians of
     landmark centre = rect centre + offset * rect size, landmark size = scale * rect size,
     over the dlib detections matched to faces of the 300W *training* split (first
@@ -36,6 +39,9 @@ at 0.1 (`facemarks.metrics`).
     ONNX Runtime with 1 thread), dlib `shape_predictor(image, rect)` (single-threaded). The
     tools alternate face by face (which goes first alternates too) over --speed-faces
     faces of 300W common after a warm-up; medians in ms.
+
+dlib returns whole-pixel points (its parts are integers): a rounding of at most 0.5 px per
+coordinate, included in its figures.
 
 Caveat: dlib's 68-point model was trained on iBUG 300-W, very likely including the images
 of the 300W common subset (HELEN and LFPW test), so its 300W figures are optimistic. The
@@ -72,9 +78,11 @@ THRESHOLD = 0.1
 CAVEAT = ("Caveat: dlib's 68-point model was very likely trained on the 300W common images (HELEN and LFPW "
           "test are part of iBUG 300-W's training data), so its 300W figures are optimistic; the WFLW faces "
           "were seen by neither model.")
-CONDITIONS = (("end_to_end", "own detectors, faces both detect"),
-              ("dlib_box", "same box: dlib's detector box"),
-              ("truth_box", "same box: ground-truth landmark box"))
+# (key, table label, the NME condition of the per-face records, only faces dlib's detector finds)
+CONDITIONS = (("end_to_end", "own detectors, faces both detect", "end_to_end", False),
+              ("dlib_box", "same box: dlib's detector box", "dlib_box", False),
+              ("truth_box", "same box: ground-truth landmark box", "truth_box", False),
+              ("truth_box_dlib_found", "same box: ground-truth box, faces dlib detects", "truth_box", True))
 
 
 # ----------------------------------------------------------------------------- pure parts
@@ -110,6 +118,15 @@ def unmap_boxes(landmark_boxes, offset, scale) -> np.ndarray:
     return np.concatenate([centre - size / 2, centre + size / 2], axis=1)
 
 
+def dlib_rects_for(landmark_boxes, offset, scale) -> np.ndarray:
+    """The dlib rectangles (K, 4) of landmark boxes: `unmap_boxes`, then made square (side the
+    geometric mean of its sides, same centre), as dlib's detector's rectangles always are."""
+    rects = unmap_boxes(landmark_boxes, offset, scale)
+    centre = (rects[:, :2] + rects[:, 2:]) / 2
+    half = np.sqrt(np.prod(rects[:, 2:] - rects[:, :2], axis=1, keepdims=True)) / 2
+    return np.concatenate([centre - half, centre + half], axis=1)
+
+
 def both_detected(chosen_a, chosen_b) -> np.ndarray:
     """Indices of the faces both tools detect, given each face's matched detection index
     (-1: missed), in face order."""
@@ -137,11 +154,12 @@ def markdown_table(name: str, result: dict) -> str:
     lines = [f"**{name}** ({result['faces']} faces). Detection rate: facemarks (Haar) "
              f"{_pct(det['facemarks']['rate'])} %, dlib (HOG, upsample {DLIB_UPSAMPLE}) {_pct(det['dlib']['rate'])} %, "
              f"both {_pct(det['both_rate'])} %; unmatched detections: facemarks {det['facemarks']['unmatched']}, "
-             f"dlib {det['dlib']['unmatched']}.", "",
+             f"dlib {det['dlib']['unmatched']}. NME on all the faces each detects: facemarks "
+             f"{_pct(det['facemarks']['summary']['mean'])} %, dlib {_pct(det['dlib']['summary']['mean'])} %.", "",
              "| boxes | faces | facemarks NME % | FR@0.1 % | AUC@0.1 | dlib NME % | FR@0.1 % | AUC@0.1 "
              "| facemarks - dlib, % [95% CI] | Wilcoxon p (Holm) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for key, label in CONDITIONS:
+    for key, label, _, _ in CONDITIONS:
         row = result["conditions"][key]
         a, b, test = row["facemarks"], row["dlib"], row["paired"]
         interval = (f"{100 * test['mean_difference']:+.2f} [{100 * test['ci_low']:+.2f}, {100 * test['ci_high']:+.2f}]"
@@ -246,7 +264,7 @@ def image_record(predictor, tool: Dlib, mapping: dict, path: str, faces: list[di
     records = []
     for face, own, theirs in zip(faces, own_chosen, dlib_chosen):
         truth = face["truth"]
-        dlib_rect = unmap_boxes(face["box"], mapping["offset"], mapping["scale"])[0]
+        dlib_rect = dlib_rects_for(face["box"], mapping["offset"], mapping["scale"])[0]
         record = {"image_path": path, "truth_box": face["box"].tolist(), "dlib_rect_for_truth_box":
                   list(box_to_rect_corners(dlib_rect)),
                   "facemarks_detection": own_boxes[own].tolist() if own >= 0 else None,
@@ -264,9 +282,10 @@ def image_record(predictor, tool: Dlib, mapping: dict, path: str, faces: list[di
     return records, unmatched
 
 
-def compare(records: list[dict], key: str) -> dict:
+def compare(records: list[dict], key: str, dlib_found: bool = False) -> dict:
     """Both tools' figures and the paired test (facemarks minus dlib) on the faces that
-    have both NMEs under condition `key`."""
+    have both NMEs under condition `key` (and, with dlib_found, that dlib's detector finds)."""
+    records = [r for r in records if r["dlib_detection"] is not None] if dlib_found else records
     pairs = [r["nme"][key] for r in records if r["nme"][key] is not None]
     pairs = [p for p in pairs if p["facemarks"] is not None and p["dlib"] is not None]
     ours = np.array([p["facemarks"] for p in pairs])
@@ -284,6 +303,9 @@ def detection_counts(records: list[dict], unmatched: dict) -> dict:
     counts = {tool: {"detected": int((c >= 0).sum()), "rate": float((c >= 0).sum() / faces),
                      "unmatched": unmatched[tool]} for tool, c in chosen.items()}
     both = len(both_detected(chosen["facemarks"], chosen["dlib"]))
+    for tool, own in counts.items():  # each tool's figures on all the faces it detects
+        own["summary"] = summary([r["nme"]["end_to_end"][tool] for r in records
+                                  if r["nme"]["end_to_end"][tool] is not None])
     return {**counts, "both": both, "both_rate": both / faces}
 
 
@@ -296,7 +318,8 @@ def run_dataset(predictor, tool: Dlib, mapping: dict, faces: list[dict]) -> dict
         records += found
         unmatched = {tool_name: unmatched[tool_name] + extra[tool_name] for tool_name in unmatched}
     return {"faces": len(records), "detection": detection_counts(records, unmatched),
-            "conditions": {key: compare(records, key) for key, _ in CONDITIONS}, "per_face": records}
+            "conditions": {key: compare(records, nme_key, dlib_found) for key, _, nme_key, dlib_found in CONDITIONS},
+            "per_face": records}
 
 
 # ----------------------------------------------------------------------------- speed
@@ -323,7 +346,7 @@ def interleaved_speed(predictor, tool: Dlib, mapping: dict, faces: list[dict], w
     """Median ms per face of each tool's landmark stage, alternating the tools face by face
     (and which goes first), images decoded beforehand."""
     images = {f["path"]: read_image(f["path"]) for f in faces}
-    rects = unmap_boxes(np.stack([f["box"] for f in faces]), mapping["offset"], mapping["scale"])
+    rects = dlib_rects_for(np.stack([f["box"] for f in faces]), mapping["offset"], mapping["scale"])
     pairs = list(zip(faces, rects))
     ours, theirs = [], []
     for index, (face, rect) in enumerate([*pairs[:warmup], *pairs]):
@@ -387,7 +410,7 @@ def main() -> None:
     for name, folder, fmt, split in DATASETS:
         faces = read_faces(args.data_root, folder, fmt, split, args.faces)
         results[name] = run_dataset(predictor, tool, mapping, faces)
-    tests = [results[n]["conditions"][k]["paired"] for n in results for k, _ in CONDITIONS]
+    tests = [results[n]["conditions"][k]["paired"] for n in results for k, *_ in CONDITIONS]
     for test, adjusted in zip(tests, stats.holm_adjust([t["wilcoxon_p"] for t in tests])):
         test["wilcoxon_p_holm"] = adjusted
     timing = speed(args.checkpoint, tool, mapping,
