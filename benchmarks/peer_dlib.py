@@ -1,7 +1,9 @@
 """Peer benchmark: facemarks' shipped 68-point model against dlib's official 68-point
 shape predictor (shape_predictor_68_face_landmarks.dat), on the same faces.
 
-    /tmp/venv_peer/bin/python benchmarks/peer_dlib.py --json /tmp/peer_dlib.json
+    FACEMARKS_CACHE=/tmp/fmcache /tmp/venv_peer/bin/python benchmarks/peer_dlib.py --json /tmp/peer_dlib.json
+
+(FACEMARKS_CACHE: where the ONNX file for the ONNX Runtime timing is exported once.)
 
 dlib is never a dependency of facemarks: install it in a separate environment
 (`pip install dlib-bin face-recognition-models`, the model file is
@@ -27,8 +29,8 @@ at 0.1 (`facemarks.metrics`).
       extent of the 68 points) as is; dlib gets it mapped back to its detector's convention
       (the inverse mapping, made square as dlib's detections are, rounded to whole pixels:
       dlib.rectangle is integer; `dlib_rects_for`).
-    * the ground-truth box again, on the faces dlib's detector finds: dlib's predictor on
-      faces its detector misses (large poses) is outside what it was trained for.
+    * the ground-truth box again, on the faces dlib's detector finds: this row leaves out
+      the faces where dlib's predictor never runs in normal use.
     The mapping is fitted like the Haar one (benchmarks/calibrate_detector.py): medians of
     landmark centre = rect centre + offset * rect size, landmark size = scale * rect size,
     over the dlib detections matched to faces of the 300W *training* split (first
@@ -415,6 +417,7 @@ def main() -> None:
         test["wilcoxon_p_holm"] = adjusted
     timing = speed(args.checkpoint, tool, mapping,
                    read_faces(args.data_root, *DATASETS[0][1:], args.speed_faces))
+    print(f"command: {' '.join(sys.argv)}")
     print(f"dlib {tool.dlib.__version__}, facemarks {predictor.source}; match rule: box centre inside the "
           f"landmark box, IoU > 0.2; NME inter-ocular; paired differences facemarks minus dlib (negative: "
           f"facemarks errs less); Holm over the {len(tests)} tests; {time.perf_counter() - start:.0f} s\n")
