@@ -103,6 +103,16 @@ def test_the_report_has_the_stability_section_of_the_runs(comparison):
     assert "## Stability" in report and "Video jitter (% IOD)" in report and "| mpd | wing |" in report
 
 
+def test_a_retest_on_other_faces_carries_no_stability_of_the_comparisons_faces(comparison, tmp_path):
+    from facemarks.experiments.retest import retest
+
+    root, spec, _ = comparison
+    found = retest(root / "cmp", spec, "val", tmp_path / "again", cache_dir=root / "cache")
+    assert all("stability" not in run for run in found["runs"])
+    assert all(len(run["nme_regions"]["jaw"]) == len(found["test_faces"]) != 4 for run in found["runs"])
+    assert "## Stability" not in (tmp_path / "again" / "report.md").read_text()
+
+
 def test_more_videos_than_test_faces_is_refused_naming_the_key(comparison, tmp_path):
     root, spec, results = comparison
     config = cfg.Config()

@@ -23,7 +23,7 @@ from facemarks.data import formats
 from facemarks.engine import runs as run_folders
 from facemarks.engine.checkpoint import Checkpoint
 from facemarks.engine.evaluate import (NORMS, attribute_flags, face_errors, face_poses, ground_truth_for,
-                                       predict_crops)
+                                       predict_crops, region_errors)
 from facemarks.errors import DataError
 from facemarks.experiments import report
 
@@ -88,6 +88,9 @@ def _retest_run(run: dict, path: Path, checkpoint: Checkpoint, crops, faces: lis
     predictions = predict_crops(checkpoint.build_model(device), crops, checkpoint.input_size, batch_size,
                                 device=device, flip_permutation=scheme.flip_permutation if flip else None)
     errors = face_errors(predictions, faces, scheme)
-    kept = {k: v for k, v in run.items() if k not in ("nme", "checkpoint")}
+    # Per-face figures of the comparison's own test faces are measured again (NME, regions) or,
+    # for stability, not carried over: they would describe other faces.
+    kept = {k: v for k, v in run.items() if k not in ("nme", "nme_regions", "checkpoint", "stability")}
     return {**kept, "checkpoint": str(path.resolve()),
-            "nme": {norm: np.asarray(errors[norm]).tolist() for norm in NORMS}}
+            "nme": {norm: np.asarray(errors[norm]).tolist() for norm in NORMS},
+            "nme_regions": {name: e.tolist() for name, e in region_errors(predictions, faces, scheme).items()}}
