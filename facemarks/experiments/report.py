@@ -34,7 +34,12 @@ Required keys are marked *; the others are shown when present.
          "history": [{"epoch": int, "train_loss": float, "val_nme": float (fraction),
                       "lr": float, "seconds": float}],
          "train_seconds": float,
-         "checkpoint": str},
+         "checkpoint": str,
+         "stability": {"k", "seed", "perturbations",        # optional (compare's stability.jitter_k):
+                       "jitter_pct": [float],               #   per test face, % inter-ocular
+                       "nme_under_perturbation_pct": [float],
+                       "video": {"faces": [str], "frames", "frame_size", "jitter_pct": [float],
+                                 "nme_pct": [float], "lag_frames": [float]}}},   # per video, optional
       ],
     }
 
@@ -68,6 +73,11 @@ single seed (the report then prints the mean alone).
      "pose": {"reference", "axes": {"yaw": [bin], "roll": [bin]}}   (only with test_poses;
              bin: {"label", "low", "high", "num_faces", "nme_inter_ocular_pct": {entry: stat},
                    "pairs": [reference vs each other entry, as "pairs" without "seed_level"]}),
+     "stability": {"reference", "k", "seed", "perturbations", "num_videos",
+                   "entries": {entry: {"jitter_pct", "nme_under_perturbation_pct", ["video_jitter_pct",
+                               "video_nme_pct"]: stat}},
+                   "pairs": [first entry vs each other, on per-face jitter, with "seed_level"]}
+             (only when every run has "stability" with the same settings; experiments/tables.py),
      "ced": "pooled over seeds"}
 
 Paired comparison: for every pair of entries (A ranked above B), each entry's per-face
