@@ -33,8 +33,8 @@ at 0.1 (`facemarks.metrics`).
       the faces where dlib's predictor never runs in normal use.
     The mapping is fitted like the Haar one (benchmarks/calibrate_detector.py): medians of
     landmark centre = rect centre + offset * rect size, landmark size = scale * rect size,
-    over the dlib detections matched to faces of the 300W *training* split (first
-    --calibration-faces faces), so it is not fitted on the test faces.
+    over the dlib detections matched to faces of the 300W *training* split (all, or the
+    first --calibration-faces), so it is not fitted on the test faces.
 (c) Speed of the landmark stage alone with a given box (the ground-truth box, converted as
     in (b)), batch 1, one thread, cropping included, pose not computed: facemarks
     `predictor.landmarks(image, crop matrix)` (PyTorch with torch.set_num_threads(1), and
@@ -350,6 +350,7 @@ def interleaved_speed(predictor, tool: Dlib, mapping: dict, faces: list[dict], w
     images = {f["path"]: read_image(f["path"]) for f in faces}
     rects = dlib_rects_for(np.stack([f["box"] for f in faces]), mapping["offset"], mapping["scale"])
     pairs = list(zip(faces, rects))
+    warmup = len(pairs[:warmup])  # fewer faces than the warm-up: each is run twice, timed once
     ours, theirs = [], []
     for index, (face, rect) in enumerate([*pairs[:warmup], *pairs]):
         image = images[face["path"]]
@@ -387,7 +388,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data-root", type=Path, default=shared, help="folder with 300w/ and wflw/")
     parser.add_argument("--checkpoint", default=None, help="facemarks model (default: the shipped one)")
     parser.add_argument("--faces", type=int, default=None, help="first N faces of each dataset (quick run)")
-    parser.add_argument("--calibration-faces", type=int, default=600, help="300W train faces for the box mapping")
+    parser.add_argument("--calibration-faces", type=int, default=None,
+                        help="first N 300W train faces for the box mapping (default: all)")
     parser.add_argument("--speed-faces", type=int, default=200)
     parser.add_argument("--json", type=Path, default=None, help="write every figure and per-face record here")
     return parser.parse_args()
@@ -405,7 +407,7 @@ def main() -> None:
     predictor = facemarks.load(args.checkpoint, threads=1)
     start = time.perf_counter()
     mapping = calibrate(tool, read_faces(args.data_root, *CALIBRATION, args.calibration_faces))
-    print(f"dlib rectangle -> landmark box mapping (fitted on {mapping['matched']} of the first {mapping['faces']} "
+    print(f"dlib rectangle -> landmark box mapping (fitted on {mapping['matched']} of {mapping['faces']} "
           f"300W train faces): centre offset {mapping['offset'][0]:+.4f}, {mapping['offset'][1]:+.4f}; "
           f"size scale {mapping['scale'][0]:.4f}, {mapping['scale'][1]:.4f}")
     results = {}
