@@ -20,7 +20,9 @@ stay those of the config, so every entry is still evaluated on the same crops). 
 with overrides needs a `name`, its label in reports and run folders.
 
 A mapping entry may weight face regions in its loss: `region_weights: {eyes: 2, mouth: 1.5}`
-(facemarks.losses.regions; it needs a `name` too). Its `model` mapping may start from
+(facemarks.losses.regions; it needs a `name` too), or learn them: `region_attention: true` (per-face
+weights from the backbone's pooled features, facemarks.losses.regions.RegionAttention; a
+regression model, a point loss and task "landmark"; a `name` too). Its `model` mapping may start from
 another run's checkpoint: `{name: dsnet_heatmap, init: FILE, init_layers: n, freeze: n}`
 (the config's own `model` takes the same keys; facemarks.engine.transfer).
 """
@@ -187,11 +189,12 @@ class Entry:
     params: dict = field(default_factory=dict)
     overrides: dict = field(default_factory=dict)
     region_weights: dict = field(default_factory=dict)  # {region: weight} (facemarks.losses.regions)
+    region_attention: bool = False  # learned per-region weights (facemarks.losses.regions.RegionAttention)
 
     def to_dict(self) -> dict:
         values = dataclasses.asdict(self)
         # Fields at their defaults are left out, so entries are written as before (resumable runs).
-        for key in ("overrides", "region_weights"):
+        for key in ("overrides", "region_weights", "region_attention"):
             if not values[key]:
                 del values[key]
         for key, default in (("init", None), ("init_layers", None), ("freeze", 0)):
@@ -317,10 +320,11 @@ def parse_entry(entry, config: Config, source: str, key: str) -> Entry:
 
 
 def _entry_from_mapping(entry: dict, config: Config, source: str, key: str) -> Entry:
-    unknown = sorted(set(entry) - {"model", "loss", "params", "name", "overrides", "region_weights"})
+    unknown = sorted(set(entry) - {"model", "loss", "params", "name", "overrides", "region_weights",
+                                   "region_attention"})
     if unknown:
         raise ConfigError(source, f"{key}.{unknown[0]}", "unknown key; valid: loss, model, name, overrides, params, "
-                                                         "region_weights")
+                                                         "region_attention, region_weights")
     if not isinstance(entry.get("loss"), str):
         raise ConfigError(source, f"{key}.loss", f"must name a loss, got {entry.get('loss')!r}")
     params = entry.get("params") or {}
@@ -335,14 +339,18 @@ def _entry_from_mapping(entry: dict, config: Config, source: str, key: str) -> E
         raise ConfigError(source, f"{key}.model", f"must be a model name or mapping, got {model!r}")
     overrides = _parse_overrides(entry.get("overrides"), source, f"{key}.overrides")
     region_weights = _parse_region_weights(entry.get("region_weights"), source, f"{key}.region_weights")
+    region_attention = entry.get("region_attention", False)
+    if not isinstance(region_attention, bool):
+        raise ConfigError(source, f"{key}.region_attention", f"must be true or false, got {region_attention!r}")
     for field_name, given, example in (("overrides", overrides, "pose_balanced"),
-                                       ("region_weights", region_weights, "eyes_x2")):
+                                       ("region_weights", region_weights, "eyes_x2"),
+                                       ("region_attention", region_attention, "attention")):
         if given and not entry.get("name"):
             raise ConfigError(source, f"{key}.name", f"an entry with {field_name} needs a name (its label in the "
                                                      f"report and its run folders), e.g. name: {example}")
     label = entry.get("name") or f"{model.name}+{entry['loss']}" + (
         ":" + ",".join(f"{k}={v}" for k, v in params.items()) if params else "")
-    return Entry(str(label), model, entry["loss"], dict(params), overrides, region_weights)
+    return Entry(str(label), model, entry["loss"], dict(params), overrides, region_weights, region_attention)
 
 
 def _parse_region_weights(values, source: str, key: str) -> dict:
@@ -442,6 +450,8 @@ def check_entry(entry: Entry, source: str, key: str) -> None:
         raise ConfigError(source, key, f"model {entry.model.name!r} is a {model_kind} model but loss {entry.loss!r} "
                                        f"is a {loss_kind} loss; pair heatmap models with heatmap losses "
                                        f"(awing, heatmap_mse) and regression models with point losses")
+    if entry.region_attention and loss_kind != "regression":
+        raise ConfigError(source, f"{key} region_attention", f"weights point losses; {entry.loss!r} is a {loss_kind} loss")
     if entry.model.pretrained and not Path(entry.model.pretrained).is_file():
         raise ConfigError(source, f"{key} model.pretrained", f"file not found: {entry.model.pretrained}")
     _check_init(entry.model, source, key)

@@ -5,7 +5,10 @@ builds the targets, and returns the named loss terms and their weighted sum unde
 the trainer logs every term. `model` is the network the checkpoint keeps; `extra_state()`
 is whatever else trains (e.g. a distillation task's adapters), kept for --resume.
 
-* `LandmarkTask` (task "landmark"): the model and its loss on the annotated points.
+* `LandmarkTask` (task "landmark"): the model and its loss on the annotated points;
+  with `add_region_attention` (entry option `region_attention: true`) the point loss of each
+  face region is weighted by learned per-face weights (facemarks.losses.regions.RegionAttention),
+  logged per epoch as train_region_weight_<region>.
 * `DistillationTask` (task "distill"): a student (the model) learns from the annotations
   and from a frozen teacher checkpoint: an MSE between their outputs (heatmaps when both
   are heatmap models, else points in input pixels) and between feature maps of matched
@@ -26,6 +29,7 @@ from torch import nn
 
 from facemarks.engine.checkpoint import Checkpoint
 from facemarks.errors import ConfigError
+from facemarks.losses.regions import RegionAttention
 from facemarks.registry import TASKS
 
 
@@ -34,24 +38,64 @@ class LandmarkTask(nn.Module):
         super().__init__()
         self.model = model
         self.criterion = criterion
+        self.attention: RegionAttention | None = None  # set by add_region_attention
+        self.backbone_tap: FeatureTap | None = None
 
     def landmark_loss(self, output, points: torch.Tensor) -> torch.Tensor:
         return self.criterion(output, self.criterion.targets(points, output))
 
     def forward(self, images: torch.Tensor, points: torch.Tensor) -> dict:
-        loss = self.landmark_loss(self.model(images), points)
+        output = self.model(images)
+        if self.attention is not None:
+            return self._attention_terms(output, points)
+        loss = self.landmark_loss(output, points)
         return {"loss": loss, "landmarks": loss.detach()}
 
+    def _attention_terms(self, output: torch.Tensor, points: torch.Tensor) -> dict:
+        """The region-attention loss and each region's weight (the batch mean), to be logged."""
+        pooled = self.backbone_tap.outputs["backbone"].float().mean(dim=(2, 3))
+        weights = self.attention(pooled)
+        point_losses = self.criterion.point_losses(output.float(), self.criterion.targets(points, output).float())
+        loss = self.attention.loss(point_losses, weights)
+        mean = weights.detach().mean(dim=0)
+        return {"loss": loss, "landmarks": loss.detach(),
+                **{f"region_weight_{name}": mean[r] for r, name in enumerate(self.attention.names)}}
+
     def extra_state(self) -> dict | None:
-        return None
+        return None if self.attention is None else {"region_attention": self.attention.state_dict()}
 
     def load_extra_state(self, state: dict | None) -> None:
-        pass
+        if self.attention is not None:
+            self.attention.load_state_dict(state["region_attention"])  # a KeyError/TypeError: not this run's
 
 
 @TASKS.register("landmark")
 def landmark_task(config, model, criterion, device) -> LandmarkTask:
     return LandmarkTask(model, criterion)
+
+
+def add_region_attention(task: nn.Module, scheme, point_weights=None) -> LandmarkTask:
+    """Give a landmark task learned region weights (`region_attention: true`,
+    facemarks.losses.regions.RegionAttention) on the pooled output of its model's backbone.
+    The attention is part of the task: trained with the model, saved in last.pt's task state
+    (for --resume), not in the model (inference does not need it)."""
+    model = task.model
+    if type(task) is not LandmarkTask:
+        raise ConfigError("config", "task.name", "region_attention trains with task 'landmark' only")
+    if getattr(model, "kind", None) != "regression" or not hasattr(model, "backbone") \
+            or not hasattr(task.criterion, "point_losses"):
+        raise ConfigError("config", "region_attention", "needs a regression model (with a backbone) and a point loss")
+    tap = FeatureTap(model, ["backbone"])
+    was_training = model.training
+    with torch.no_grad():  # the channel count, from one pass on a blank image
+        model.eval()(torch.zeros(1, 3, model.input_size, model.input_size, device=_device(model)))
+    model.train(was_training)
+    try:
+        task.attention = RegionAttention(tap.outputs["backbone"].shape[1], scheme, point_weights).to(_device(model))
+    except ValueError as exc:
+        raise ConfigError("config", "region_attention", str(exc)) from None
+    task.backbone_tap = tap
+    return task
 
 
 class FeatureTap:

@@ -39,6 +39,7 @@ from facemarks.engine import distributed, runs, transfer
 from facemarks.engine.checkpoint import Checkpoint, ModelSpec
 from facemarks.engine.evaluate import face_errors, predict_crops
 from facemarks.engine.optim import build_optimizer, learning_rate
+from facemarks.engine.task import add_region_attention
 from facemarks.errors import CheckpointError, ConfigError, FacemarksError
 from facemarks.fileio import write_text
 from facemarks.geometry.affine import apply_to_points
@@ -201,7 +202,10 @@ def build_task(config: cfg.Config, entry: cfg.Entry, scheme, train_cache, seed: 
     model = model.to(device, memory_format=memory_format)
     criterion = losses.build_loss(entry.loss, input_size=config.input_size, params=entry.params, scheme=scheme,
                                   point_weights=entry_point_weights(entry, scheme))
-    return TASKS.get(config.task.name)(config, model, criterion.to(device), device)
+    task = TASKS.get(config.task.name)(config, model, criterion.to(device), device)
+    if entry.region_attention:
+        add_region_attention(task, scheme, entry_point_weights(entry, scheme))
+    return task
 
 
 def entry_point_weights(entry: cfg.Entry, scheme, key: str = "region_weights"):

@@ -12,6 +12,8 @@ losses weight each landmark channel's mean the same way (and the coordinate term
 the boundary maps staying unweighted (facemarks.losses.heatmap). Because the reduction
 divides by the sum of the weights, region weights change the balance between regions, not
 the loss's overall scale.
+
+`region_attention: true` learns the weights instead, per face (`RegionAttention`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import math
 import numbers
 
 import numpy as np
+import torch
+from torch import nn
 
 from facemarks import schemes
 
@@ -65,3 +69,58 @@ def region_point_weights(region_weights: dict, scheme) -> np.ndarray:
             claimed[i] = name
             out[i] = weight
     return out
+
+
+# ----------------------------------------------------------------------------- learned weights
+
+# Width of the attention's hidden layer: the weights are R numbers per face, a small
+# bottleneck is enough and keeps the extra parameters negligible beside the backbone.
+ATTENTION_HIDDEN = 16
+
+
+class RegionAttention(nn.Module):
+    """Learned per-face region weights (`region_attention: true` on an entry).
+
+    The backbone's globally average-pooled features (B, C) go through two FC layers
+    (C -> ATTENTION_HIDDEN -> R, ReLU between) to one weight per face region of
+    schemes.face_regions (jaw, brows, nose, eyes, mouth[, forehead]). Normalisation: a
+    softmax over the R regions times R, so every face's weights are positive and sum to R
+    (mean 1): the weights can shift the loss between regions but cannot all shrink to 0,
+    which would switch the loss off. (They can still concentrate on one region; the mean of
+    the logged weights shows whether they do.) The loss (`loss`) is
+    mean over faces of (1/R) sum_r w[b, r] * mean point loss of region r, so with all
+    weights 1 it is the mean of the region means. Static region_weights, if given, weight
+    the points inside each region's mean.
+
+    The last layer starts small (std 0.01), so training starts from weights close to 1.
+    """
+
+    def __init__(self, in_features: int, scheme, point_weights=None):
+        super().__init__()
+        regions = schemes.face_regions(scheme)
+        num_points = schemes.get(scheme).num_points
+        covered = sorted({i for indices in regions.values() for i in indices})
+        if covered != list(range(num_points)):
+            raise ValueError(f"the face regions of scheme {schemes.get(scheme).name!r} leave points "
+                             f"{sorted(set(range(num_points)) - set(covered))[:10]} out; region attention "
+                             f"needs every point in one of {', '.join(schemes.FACE_REGIONS)}")
+        self.names = tuple(regions)
+        weights = np.ones(num_points, np.float32) if point_weights is None else np.asarray(point_weights, np.float32)
+        members = np.zeros((len(regions), num_points), np.float32)
+        for r, indices in enumerate(regions.values()):
+            members[r, list(indices)] = weights[list(indices)] / max(weights[list(indices)].sum(), 1e-12)
+        self.register_buffer("region_means", torch.from_numpy(members))  # (R, N): rows average a region
+        self.fc1 = nn.Linear(in_features, ATTENTION_HIDDEN)
+        self.fc2 = nn.Linear(ATTENTION_HIDDEN, len(regions))
+        nn.init.normal_(self.fc2.weight, std=0.01)
+        nn.init.zeros_(self.fc2.bias)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, R) weights, each row positive and summing to R, from (B, C) pooled features."""
+        logits = self.fc2(torch.relu(self.fc1(pooled.float())))
+        return torch.softmax(logits, dim=1) * len(self.names)
+
+    def loss(self, point_losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The weighted loss (a scalar) from per-point losses (B, N) and weights (B, R)."""
+        region_losses = point_losses @ self.region_means.t()  # (B, R) each region's mean
+        return (weights * region_losses).mean()
