@@ -129,11 +129,13 @@ def dlib_rects_for(landmark_boxes, offset, scale) -> np.ndarray:
     return np.concatenate([centre - half, centre + half], axis=1)
 
 
-def both_detected(chosen_a, chosen_b) -> np.ndarray:
-    """Indices of the faces both tools detect, given each face's matched detection index
-    (-1: missed), in face order."""
-    chosen_a, chosen_b = np.asarray(chosen_a), np.asarray(chosen_b)
-    return np.flatnonzero((chosen_a >= 0) & (chosen_b >= 0))
+def both_detected(nmes_a, nmes_b) -> np.ndarray:
+    """Indices, in face order, of the faces both tools have an NME for, given each tool's
+    per-face NMEs with None (or NaN) where it missed the face."""
+    def found(values):
+        return np.array([v is not None and np.isfinite(v) for v in values], dtype=bool)
+
+    return np.flatnonzero(found(nmes_a) & found(nmes_b))
 
 
 def summary(nmes) -> dict:
@@ -288,26 +290,31 @@ def compare(records: list[dict], key: str, dlib_found: bool = False) -> dict:
     """Both tools' figures and the paired test (facemarks minus dlib) on the faces that
     have both NMEs under condition `key` (and, with dlib_found, that dlib's detector finds)."""
     records = [r for r in records if r["dlib_detection"] is not None] if dlib_found else records
-    pairs = [r["nme"][key] for r in records if r["nme"][key] is not None]
-    pairs = [p for p in pairs if p["facemarks"] is not None and p["dlib"] is not None]
-    ours = np.array([p["facemarks"] for p in pairs])
-    theirs = np.array([p["dlib"] for p in pairs])
+    ours, theirs = tool_nmes(records, key)
+    keep = both_detected(ours, theirs)
+    ours, theirs = np.array([ours[i] for i in keep]), np.array([theirs[i] for i in keep])
     return {"facemarks": summary(ours), "dlib": summary(theirs),
-            "paired": stats.paired_comparison(ours, theirs) if len(pairs) >= 2 else
-            {"num_faces": len(pairs), "mean_difference": None, "ci_low": None, "ci_high": None, "wilcoxon_p": None}}
+            "paired": stats.paired_comparison(ours, theirs) if len(keep) >= 2 else
+            {"num_faces": len(keep), "mean_difference": None, "ci_low": None, "ci_high": None, "wilcoxon_p": None}}
+
+
+def tool_nmes(records: list[dict], key: str) -> tuple[list, list]:
+    """(facemarks, dlib) per-face NMEs of condition `key`, None where there is none."""
+    pairs = [r["nme"][key] or {"facemarks": None, "dlib": None} for r in records]
+    return [p["facemarks"] for p in pairs], [p["dlib"] for p in pairs]
 
 
 def detection_counts(records: list[dict], unmatched: dict) -> dict:
-    """Faces each tool detects (and their share), both detect, and unmatched detections."""
+    """Faces each tool detects (and their share), both detect, and unmatched detections,
+    with each tool's figures on all the faces it detects."""
     faces = max(len(records), 1)
-    chosen = {tool: np.array([-1 if r[f"{tool}_detection"] is None else 0 for r in records])
-              for tool in ("facemarks", "dlib")}
-    counts = {tool: {"detected": int((c >= 0).sum()), "rate": float((c >= 0).sum() / faces),
-                     "unmatched": unmatched[tool]} for tool, c in chosen.items()}
-    both = len(both_detected(chosen["facemarks"], chosen["dlib"]))
-    for tool, own in counts.items():  # each tool's figures on all the faces it detects
-        own["summary"] = summary([r["nme"]["end_to_end"][tool] for r in records
-                                  if r["nme"]["end_to_end"][tool] is not None])
+    own = dict(zip(("facemarks", "dlib"), tool_nmes(records, "end_to_end")))
+    counts = {}
+    for tool, nmes in own.items():
+        detected = [v for v in nmes if v is not None]
+        counts[tool] = {"detected": len(detected), "rate": len(detected) / faces, "unmatched": unmatched[tool],
+                        "summary": summary(detected)}
+    both = len(both_detected(own["facemarks"], own["dlib"]))
     return {**counts, "both": both, "both_rate": both / faces}
 
 

@@ -83,10 +83,10 @@ def test_fit_box_mapping_recovers_the_offsets_and_scales(peer):
 
 
 def test_both_detected_is_the_intersection_in_face_order(peer):
-    facemarks_chosen = [0, -1, 2, -1, 1, 0]
-    dlib_chosen = [-1, -1, 0, 3, 0, 0]
-    assert peer.both_detected(facemarks_chosen, dlib_chosen).tolist() == [2, 4, 5]
-    assert peer.both_detected([-1, -1], [0, 0]).tolist() == []
+    facemarks_nmes = [0.03, None, 0.02, None, 0.05, 0.0]
+    dlib_nmes = [None, None, 0.04, 0.01, 0.0, float("nan")]
+    assert peer.both_detected(facemarks_nmes, dlib_nmes).tolist() == [2, 4]
+    assert peer.both_detected([None, None], [0.1, 0.2]).tolist() == []
 
 
 def _side(mean, fr, auc, n):
