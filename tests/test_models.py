@@ -18,7 +18,8 @@ from facemarks.models import available, complexity, create, load_pretrained_back
 from facemarks.models import lightweight, resnet
 from facemarks.models.heads import LandmarkRegressor, RegressionHead
 
-REGRESSION_MODELS = ["resnet18", "resnet34", "resnet50", "cnn6", "cnn7", "dsnet", "mobilenetv2", "shufflenetv2", "squeezenet"]
+REGRESSION_MODELS = ["resnet18", "resnet34", "resnet50", "cnn6", "cnn7", "dsnet", "mobilenetv2", "shufflenetv2", "squeezenet",
+                    "squeezenet_thesis"]
 TEST_SIZE = 64  # every model accepts 64 px (cnn7 then ends on a 1x1 map); keeps tests fast
 
 # Published torchvision parameter counts of the ImageNet classifiers (1000 classes).

@@ -30,7 +30,7 @@ def test_parameter_count_and_torchvision_names():
     model = create("squeezenet_thesis", 68, input_size=SIZE)
     count = sum(p.numel() for p in model.parameters())
     stem_bn, head = 2 * 96, 512 * 136 + 136
-    assert count == SQUEEZENET1_0_FEATURES + stem_bn + head  # 805,512
+    assert count == SQUEEZENET1_0_FEATURES + stem_bn + head  # 805,384
     names = set(model.backbone.state_dict())
     # torchvision squeezenet1_0: conv1 7x7 at features.0, fires at 3-5, 7-10 and 12.
     assert model.backbone.features[0].weight.shape == (96, 3, 7, 7) and model.backbone.features[0].stride == (2, 2)
