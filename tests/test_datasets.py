@@ -541,7 +541,7 @@ def test_cofw_bad_files(tmp_path):
 
 
 def test_registry_lists_exactly_the_formats():
-    assert FORMATS.names() == ["300w", "cofw", "csv", "jsonl", "synthetic", "wflw"]
+    assert FORMATS.names() == ["300w", "cofw", "csv", "jsonl", "synthetic", "synthetic77", "wflw"]
     for name in FORMATS.names():
         reader = datasets.reader(name)
         assert isinstance(reader, datasets.DatasetFormat) and reader.name == name
@@ -552,10 +552,10 @@ def test_unknown_format_name_lists_the_valid_ones(tmp_path, capsys):
     with pytest.raises(UnknownNameError) as info:
         datasets.load("nosuch:x")
     assert isinstance(info.value, FacemarksError)
-    assert str(info.value) == "unknown dataset format 'nosuch'; valid: 300w, cofw, csv, jsonl, synthetic, wflw"
+    assert str(info.value) == "unknown dataset format 'nosuch'; valid: 300w, cofw, csv, jsonl, synthetic, synthetic77, wflw"
     assert main(["data", "info", "nosuch:x"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "valid: 300w, cofw, csv, jsonl, synthetic, wflw" in err
+    assert err.count("\n") == 1 and "valid: 300w, cofw, csv, jsonl, synthetic, synthetic77, wflw" in err
 
 
 def test_default_splits_per_format(tmp_path):
@@ -635,7 +635,7 @@ def fake_synthetic(monkeypatch):
     """Stand-in for facemarks.data.synthetic (owned elsewhere): renders 3 faces."""
     calls = []
 
-    def ensure_rendered(directory):
+    def ensure_rendered(directory, scheme="300w"):
         directory = Path(directory)
         calls.append(directory)
         samples = []
@@ -648,7 +648,7 @@ def fake_synthetic(monkeypatch):
         calls.append((Path(directory), num_faces, seed, image_size))
         return ensure_rendered(directory)
 
-    def default_directory(num_faces=3000, seed=0):
+    def default_directory(num_faces=3000, seed=0, scheme="300w"):
         return Path(os.environ["FACEMARKS_CACHE"]) / f"synthetic-test-s{seed}-n{num_faces}"
 
     module = types.ModuleType("facemarks.data.synthetic")
