@@ -276,7 +276,7 @@ def test_the_shipped_pose_config_validates():
     effective = [cfg.config_for_entry(config, e) for e in entries]
     assert [c.data.sampler for c in effective] == ["uniform", "pose_balanced", "uniform"]
     assert [c.data.synthetic_mix.share for c in effective] == [0.0, 0.0, 0.2]
-    assert (config.model.name, config.input_size, config.epochs, config.seeds) == ("dsnet_heatmap", 128, 30, [0, 1, 2])
+    assert (config.model.name, config.input_size, config.epochs, config.seeds) == ("dsnet_heatmap", 128, 20, [0, 1, 2])
 
 
 def cfg_path(name):
