@@ -95,7 +95,7 @@ def _side(mean, fr, auc, n):
 
 def test_markdown_table_with_hand_values(peer):
     paired = {"mean_difference": -0.0123, "ci_low": -0.02, "ci_high": -0.00456, "wilcoxon_p": 0.0004,
-              "wilcoxon_p_holm": 0.0024}
+              "wilcoxon_p_holm": 0.0024, "ranks_favour": "a"}
     undefined = {"mean_difference": None, "ci_low": None, "ci_high": None, "wilcoxon_p": None}
     result = {"faces": 10, "detection": {"facemarks": {"rate": 0.9, "unmatched": 2, "summary": {"mean": 0.0351}},
                                          "dlib": {"rate": 0.8, "unmatched": 0, "summary": {"mean": 0.04}},
@@ -104,7 +104,7 @@ def test_markdown_table_with_hand_values(peer):
                   "end_to_end": {"facemarks": _side(0.0345, 0.0, 0.65432, 7), "dlib": _side(0.0468, 0.1429, 0.5, 7),
                                  "paired": paired},
                   "dlib_box": {"facemarks": _side(0.05, 0.125, 0.4, 8), "dlib": _side(0.04, 0.0, 0.6, 8),
-                               "paired": {**paired, "wilcoxon_p": 0.25, "wilcoxon_p_holm": 0.5}},
+                               "paired": {**paired, "wilcoxon_p": 0.25, "wilcoxon_p_holm": 0.5, "ranks_favour": "b"}},
                   "truth_box": {"facemarks": _side(0.03, 0.0, 0.7, 1), "dlib": _side(0.031, 0.0, 0.69, 1),
                                 "paired": undefined},
                   "truth_box_dlib_found": {"facemarks": _side(0.02, 0.0, 0.8, 2), "dlib": _side(0.025, 0.5, 0.75, 2),
@@ -114,13 +114,13 @@ def test_markdown_table_with_hand_values(peer):
                         "upsample 1) 80.00 %, both 70.00 %; unmatched detections: facemarks 2, dlib 0. "
                         "NME on all the faces each detects: facemarks 3.51 %, dlib 4.00 %.")
     assert lines[4] == ("| own detectors, faces both detect | 7 | 3.45 | 0.00 | 0.6543 | 4.68 | 14.29 | 0.5000 "
-                        "| -1.23 [-2.00, -0.46] | 4.0e-04 (0.002) |")
+                        "| -1.23 [-2.00, -0.46] | 4.0e-04 (0.002), facemarks |")
     assert lines[5] == ("| same box: dlib's detector box | 8 | 5.00 | 12.50 | 0.4000 | 4.00 | 0.00 | 0.6000 "
-                        "| -1.23 [-2.00, -0.46] | 0.250 (0.500) |")
+                        "| -1.23 [-2.00, -0.46] | 0.250 (0.500), dlib |")
     assert lines[6] == ("| same box: ground-truth landmark box | 1 | 3.00 | 0.00 | 0.7000 | 3.10 | 0.00 | 0.6900 "
-                        "| - | - (-) |")
+                        "| - | - (-), - |")
     assert lines[7] == ("| same box: ground-truth box, faces dlib detects | 2 | 2.00 | 0.00 | 0.8000 | 2.50 | 50.00 "
-                        "| 0.7500 | -1.23 [-2.00, -0.46] | 0.500 (1.000) |")
+                        "| 0.7500 | -1.23 [-2.00, -0.46] | 0.500 (1.000), facemarks |")
     assert len(lines) == 8
 
 
