@@ -110,9 +110,9 @@ from facemarks.experiments import lr_sweep
 from facemarks.errors import DataError
 from facemarks.metrics import auc, ced, failure_rate
 from facemarks.experiments.tables import (better_cell, face_pair, fmt_interval, fmt_p, fmt_stat, holm_family, nme_matrix,
-                                          over_seeds, pose_section, regions_section, stability_section, subsets_section,
+                                          over_seeds, pose_section, regions_section, seed_level_pair, stability_section,
+                                          subsets_section,
                                           summarise_pose, summarise_regions, summarise_stability, table)
-from facemarks.stats import seed_level_comparison
 
 REQUIRED_NME = ("image", "inter_ocular")
 OPTIONAL_NME = ("inter_pupil", "box")
@@ -336,19 +336,10 @@ def _pairs(ranking: list[str], runs_by_entry: dict, confidence: float, alpha: fl
 
 
 def _seed_level(pair: dict, runs_a: list[dict], runs_b: list[dict], confidence: float) -> dict:
-    """Per-seed differences of the mean inter-ocular NME over all faces (in % points), paired
-    by seed number; "agree": the seeds whose difference favours the face-level "better"."""
-    seed_means_a = {run["seed"]: float(np.mean(run["nme"]["inter_ocular"])) for run in runs_a}
-    seed_means_b = {run["seed"]: float(np.mean(run["nme"]["inter_ocular"])) for run in runs_b}
-    result = seed_level_comparison(seed_means_a, seed_means_b, confidence)
-    agree = None
-    if pair["better"] is not None:
-        agree = result["negative"] if pair["better"] == pair["a"] else result["positive"]
-    pct = {key: None if result[key] is None else 100.0 * result[key] for key in ("mean_difference", "ci_low", "ci_high")}
-    return {"seeds": result["seeds"], "num_seeds": len(result["seeds"]),
-            "differences_pct": [100.0 * d for d in result["differences"]],
-            "mean_difference_pct": pct["mean_difference"], "ci_low_pct": pct["ci_low"], "ci_high_pct": pct["ci_high"],
-            "t_critical": result["t_critical"], "df": result["df"], "agree": agree}
+    """Per-seed differences of the mean inter-ocular NME over all faces, in % points."""
+    return seed_level_pair(pair, {run["seed"]: float(np.mean(run["nme"]["inter_ocular"])) for run in runs_a},
+                           {run["seed"]: float(np.mean(run["nme"]["inter_ocular"])) for run in runs_b}, confidence,
+                           scale=100.0)
 
 
 def _p_text(pair: dict) -> str:

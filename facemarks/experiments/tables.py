@@ -217,17 +217,25 @@ def summarise_stability(runs_by_entry: dict, confidence: float, alpha: float) ->
             "num_videos": len(first["video"]["jitter_pct"]) if videos else 0, "entries": entries, "pairs": pairs}
 
 
-def _stability_seed_level(pair: dict, runs_a: list[dict], runs_b: list[dict], confidence: float) -> dict:
-    """Per seed both entries ran, the difference of their mean jitter over the faces (% points)."""
-    means_a = {run["seed"]: float(np.mean(run["stability"]["jitter_pct"])) for run in runs_a}
-    means_b = {run["seed"]: float(np.mean(run["stability"]["jitter_pct"])) for run in runs_b}
+def seed_level_pair(pair: dict, means_a: dict, means_b: dict, confidence: float, scale: float = 1.0) -> dict:
+    """A pair's seed-level test: per seed both entries ran (seed -> mean over the faces), the
+    difference A - B times `scale` (to % points), its mean and t-interval over seeds, and
+    "agree": the seeds whose difference favours the face-level "better"."""
     result = seed_level_comparison(means_a, means_b, confidence)
     agree = None
     if pair["better"] is not None:
         agree = result["negative"] if pair["better"] == pair["a"] else result["positive"]
-    return {"seeds": result["seeds"], "num_seeds": len(result["seeds"]), "differences_pct": result["differences"],
-            "mean_difference_pct": result["mean_difference"], "ci_low_pct": result["ci_low"],
-            "ci_high_pct": result["ci_high"], "agree": agree}
+    scaled = {key: None if result[key] is None else scale * result[key] for key in ("mean_difference", "ci_low", "ci_high")}
+    return {"seeds": result["seeds"], "num_seeds": len(result["seeds"]),
+            "differences_pct": [scale * d for d in result["differences"]],
+            "mean_difference_pct": scaled["mean_difference"], "ci_low_pct": scaled["ci_low"],
+            "ci_high_pct": scaled["ci_high"], "t_critical": result["t_critical"], "df": result["df"], "agree": agree}
+
+
+def _stability_seed_level(pair: dict, runs_a: list[dict], runs_b: list[dict], confidence: float) -> dict:
+    """Per seed both entries ran, the difference of their mean jitter over the faces (% points)."""
+    return seed_level_pair(pair, {run["seed"]: float(np.mean(run["stability"]["jitter_pct"])) for run in runs_a},
+                           {run["seed"]: float(np.mean(run["stability"]["jitter_pct"])) for run in runs_b}, confidence)
 
 
 def stability_section(summary: dict) -> list[str]:
