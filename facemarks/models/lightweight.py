@@ -413,6 +413,14 @@ class Fire(nn.Module):
         )
 
 
+def init_fire_convs(module: nn.Module) -> None:
+    """torchvision's SqueezeNet initialisation: Kaiming-uniform convolutions, zero biases."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class SqueezeNetBackbone(nn.Module):
     """torchvision SqueezeNet 1.1 `features` (names match). Output: (B, 512, ~S/16, ~S/16).
 
@@ -439,10 +447,7 @@ class SqueezeNetBackbone(nn.Module):
             Fire(512, 64, 256, 256),
         )
         self.out_channels = 512
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_fire_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
@@ -493,10 +498,7 @@ class ThesisSqueezeNetBackbone(nn.Module):
             Fire(512, 64, 256, 256),
         )
         self.out_channels = 512
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_fire_convs(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
