@@ -452,6 +452,11 @@ def check_entry(entry: Entry, source: str, key: str) -> None:
                                        f"(awing, heatmap_mse) and regression models with point losses")
     if entry.region_attention and loss_kind != "regression":
         raise ConfigError(source, f"{key} region_attention", f"weights point losses; {entry.loss!r} is a {loss_kind} loss")
+    fusion = entry.model.kwargs.get("region_fusion", False)
+    if not isinstance(fusion, bool) or (fusion and model_kind != "regression") or (fusion and entry.region_attention):
+        raise ConfigError(source, f"{key} model.kwargs.region_fusion", f"must be true or false, true only for a "
+                                                                       f"regression model and without region_attention; "
+                                                                       f"got {fusion!r} for {entry.model.name!r}")
     if entry.model.pretrained and not Path(entry.model.pretrained).is_file():
         raise ConfigError(source, f"{key} model.pretrained", f"file not found: {entry.model.pretrained}")
     _check_init(entry.model, source, key)

@@ -8,7 +8,9 @@ is whatever else trains (e.g. a distillation task's adapters), kept for --resume
 * `LandmarkTask` (task "landmark"): the model and its loss on the annotated points;
   with `add_region_attention` (entry option `region_attention: true`) the point loss of each
   face region is weighted by learned per-face weights (facemarks.losses.regions.RegionAttention),
-  logged per epoch as train_region_weight_<region>.
+  logged per epoch as train_region_weight_<region>. A model with region fusion
+  (facemarks.models.fusion) adds the losses of its global and local branches to the fused
+  points' loss (train_global, train_local), and logs its mean gates (train_gate_<region>).
 * `DistillationTask` (task "distill"): a student (the model) learns from the annotations
   and from a frozen teacher checkpoint: an MSE between their outputs (heatmaps when both
   are heatmap models, else points in input pixels) and between feature maps of matched
@@ -30,6 +32,7 @@ from torch import nn
 from facemarks.engine.checkpoint import Checkpoint
 from facemarks.errors import ConfigError
 from facemarks.losses.regions import RegionAttention
+from facemarks.models.fusion import FUSION_AUX_WEIGHT, RegionFusionHead
 from facemarks.registry import TASKS
 
 
@@ -49,7 +52,20 @@ class LandmarkTask(nn.Module):
         if self.attention is not None:
             return self._attention_terms(output, points)
         loss = self.landmark_loss(output, points)
+        if isinstance(getattr(self.model, "head", None), RegionFusionHead):
+            return self._fusion_terms(loss, points)
         return {"loss": loss, "landmarks": loss.detach()}
+
+    def _fusion_terms(self, fused_loss: torch.Tensor, points: torch.Tensor) -> dict:
+        """The fused loss plus each branch's own (so both learn whatever the gates pick), and
+        each region's mean gate, to be logged."""
+        head = self.model.head
+        (global_points, local_points), gates = head.take_branches()
+        gates = gates.detach().mean(dim=0)
+        global_loss, local_loss = self.landmark_loss(global_points, points), self.landmark_loss(local_points, points)
+        loss = fused_loss + FUSION_AUX_WEIGHT * (global_loss + local_loss)
+        return {"loss": loss, "landmarks": fused_loss.detach(), "global": global_loss.detach(),
+                "local": local_loss.detach(), **{f"gate_{name}": gates[r] for r, name in enumerate(head.names)}}
 
     def _attention_terms(self, output: torch.Tensor, points: torch.Tensor) -> dict:
         """The region-attention loss and each region's weight (the batch mean), to be logged."""
@@ -85,6 +101,8 @@ def add_region_attention(task: nn.Module, scheme, point_weights=None) -> Landmar
     if getattr(model, "kind", None) != "regression" or not hasattr(model, "backbone") \
             or not hasattr(task.criterion, "point_losses"):
         raise ConfigError("config", "region_attention", "needs a regression model (with a backbone) and a point loss")
+    if isinstance(model.head, RegionFusionHead):
+        raise ConfigError("config", "region_attention", "and region_fusion together are not supported; pick one")
     tap = FeatureTap(model, ["backbone"])
     was_training = model.training
     with torch.no_grad():  # the channel count, from one pass on a blank image
