@@ -4,13 +4,15 @@
 (validation counts when it is a split of its own; a held-out fraction comes from the
 training faces) (a
 face: the same image file and the same points, see `sample.matching_faces`); both
-`facemarks train` and `facemarks compare` read their data through it."""
+`facemarks train` and `facemarks compare` read their data through it. `data.points` gives
+every split the points of another scheme (facemarks.data.convert)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from facemarks.data import formats
+from facemarks.data.convert import convert_samples
 from facemarks.data.sample import matching_faces
 from facemarks.errors import DataError
 
@@ -37,6 +39,8 @@ def load_splits(data) -> dict:
     schemes = {s.scheme for s in train + val + test}
     if len(schemes) != 1:
         raise DataError(data.spec, f"splits mix landmark schemes {sorted(schemes)}")
+    if data.points:  # after the checks above, which compare the faces as annotated
+        train, val, test = (convert_samples(faces, data.points, data.spec)[0] for faces in (train, val, test))
     return {"train": train, "val": val, "test": test}
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 import yaml
 
 from facemarks import fileio
+from facemarks.data.convert import TARGETS
 from facemarks.errors import ConfigError, DataError, FacemarksError, UnknownNameError
 
 
@@ -61,6 +62,7 @@ class DataConfig:
     val_split: str | None = "val"    # None: hold out `val_fraction` of the training faces
     val_fraction: float = 0.1
     test_split: str = "test"
+    points: str | None = None        # train and test on other points: "5pt" or "300w" (facemarks.data.convert)
     cache_dir: str | None = None     # crop cache; default $FACEMARKS_CACHE or ~/.cache/facemarks
     num_workers: int = 0             # DataLoader worker processes (0: load in the training process)
     sampler: str = "uniform"         # order of training samples (facemarks.data.samplers)
@@ -523,6 +525,9 @@ def _check_names(config: Config, source: str) -> None:
             check()
         except (FacemarksError, ValueError, TypeError) as exc:
             raise ConfigError(source, key, str(exc)) from None
+    if config.data.points is not None and config.data.points not in TARGETS:
+        raise ConfigError(source, "data.points", f"unknown scheme {config.data.points!r}; valid: null (as annotated), "
+                                                 f"{', '.join(TARGETS)}")
     _check_training_data(config, source, "")
 
 

@@ -13,8 +13,6 @@ or, as an oracle stated in the result, the ground truth.
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -23,7 +21,7 @@ from facemarks import metrics, schemes
 from facemarks.data import cache as crop_cache
 from facemarks.data import formats
 from facemarks.data.dataset import FaceCrops
-from facemarks.data.sample import landmark_box
+from facemarks.data.convert import TARGETS, convert_samples
 from facemarks.engine.checkpoint import Checkpoint
 from facemarks.errors import CheckpointError, DataError
 from facemarks.geometry.affine import compose
@@ -171,16 +169,16 @@ def ground_truth_for(scheme, samples: list, data_spec: str) -> tuple[list, str]:
     """(samples, description): the faces with the points a `scheme` model predicts.
 
     A 68-point (300w) model on 98-point (wflw) faces is scored on the WFLW points mapped to
-    68 (`schemes.to_68`), each face's box then the extent of those 68 points (the landmark
-    box 300W models are trained on); any other difference in point count is a DataError.
+    68 (`schemes.to_68`), a five-point (5pt) model on 68- or 98-point faces on their five
+    points (`schemes.to_5pt`), each face's box the extent of its 68 points
+    (facemarks.data.convert); any other difference in point count is a DataError.
     """
     count = samples[0].landmarks.shape[0]
     if count == scheme.num_points:
         return list(samples), "as annotated"
-    if scheme.name == "300w" and all(s.scheme == "wflw" for s in samples):
-        points = schemes.to_68(np.stack([s.landmarks for s in samples]), "wflw")
-        mapped = [dataclasses.replace(s, landmarks=p, box=landmark_box(p), scheme="300w") for s, p in zip(samples, points)]
-        return mapped, "WFLW 98 points mapped to the 300W 68 (schemes.to_68); boxes = extent of the 68 points"
+    if scheme.name in TARGETS and schemes.BUILTIN.get(scheme.name) == scheme \
+            and all(s.scheme in TARGETS[scheme.name] for s in samples):
+        return convert_samples(samples, scheme.name, data_spec)
     raise DataError(data_spec, f"has {count} points per face; the checkpoint predicts {scheme.num_points}")
 
 
