@@ -23,7 +23,7 @@ from facemarks.data.augment import (HAAR_300W_BOX_COVARIANCE, HAAR_300W_BOX_MEAN
 from facemarks.engine import config as cfg
 from facemarks.engine.checkpoint import Checkpoint, ModelSpec
 from facemarks.engine.evaluate import evaluate_checkpoint
-from facemarks.errors import ConfigError
+from facemarks.errors import CheckpointError, ConfigError
 from facemarks.geometry.affine import crop_matrix
 from facemarks.geometry.crop import BoxCrop
 from facemarks.inference.end_to_end import box_iou, evaluate_end_to_end, match_detections
@@ -343,6 +343,34 @@ def test_the_command_prints_the_counts_and_writes_the_records(constant_checkpoin
     section = json.loads((tmp_path / "out" / "evaluation.json").read_text())["end_to_end"]
     assert [r["matched"] for r in section["per_face"]] == [True, True, False, False]
     assert section["per_face"][0]["box"] == composite["expected_boxes"][0]
+
+
+def test_a_cascade_end_to_end_predicts_as_the_cascade_predictor_does(constant_checkpoint, composite, tmp_path):
+    from facemarks.geometry.crop import AlignCrop
+    from facemarks.inference.cascade import CascadePredictor
+    from facemarks.inference.predictor import load
+
+    second = ConstantPoints(68)
+    with torch.no_grad():
+        second.points.copy_(torch.from_numpy(CONSTANT_POINTS[::-1].copy()))
+    aligned = tmp_path / "aligned.pt"
+    Checkpoint(ModelSpec("test_e2e_constant"), schemes.get("300w"), AlignCrop(), S, second.state_dict()).save(aligned)
+    result = evaluate_end_to_end(aligned, composite["spec"], "test", f"boxes:{composite['boxes_file']}",
+                                 first_stage=constant_checkpoint)
+    assert result["first_stage"] == str(constant_checkpoint) and result["detected"] == 2
+    cascade = CascadePredictor(load(constant_checkpoint), load(aligned))
+    folder = composite["folder"]
+    for record, (image, truth, _), box in zip(result["per_face"], composite["faces"], composite["expected_boxes"]):
+        if box is None:
+            continue
+        points = cascade.predict(str(folder / image), boxes=[box])[0]["landmarks"]
+        single = load(constant_checkpoint).predict(str(folder / image), boxes=[box])[0]["landmarks"]
+        assert not np.allclose(points, single, atol=1.0)  # stage 2 moved the points
+        for norm, value in hand_nme(points, truth, box).items():  # "image": the first stage's crop side
+            assert record["nme"][norm] == pytest.approx(value, rel=1e-6)
+    with pytest.raises(CheckpointError, match="second stage"):
+        evaluate_end_to_end(constant_checkpoint, composite["spec"], "test", f"boxes:{composite['boxes_file']}",
+                            first_stage=constant_checkpoint)
 
 
 @pytest.mark.parametrize("name, content, message", [

@@ -50,16 +50,17 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     if args.out:
         check_writable(args.out)  # before the work, not after
-    if args.detector and (args.flip_test or args.first_stage):
+    if args.detector and args.flip_test:
         raise ConfigError("command line", "--detector", "end-to-end evaluation runs the predictor as it is used, "
-                                                        "without --flip-test or --first-stage")
+                                                        "without --flip-test")
     if args.jitter is not None and args.jitter < 2:
         raise ConfigError("command line", "--jitter", f"needs K >= 2 versions of each face, got {args.jitter}")
     if args.threads:
         torch.set_num_threads(args.threads)
     # End to end first: a bad boxes file is refused before any prediction.
     end_to_end = evaluate_end_to_end(args.checkpoint, args.data, args.split, args.detector, args.batch_size,
-                                     decoder=args.decoder, device=args.device) if args.detector else None
+                                     decoder=args.decoder, device=args.device,
+                                     first_stage=args.first_stage) if args.detector else None
     result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.batch_size, cache_dir=args.cache_dir,
                                  flip_test=args.flip_test, decoder=args.decoder, device=args.device,
                                  first_stage=args.first_stage)

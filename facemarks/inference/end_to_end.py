@@ -33,6 +33,10 @@ warp from the full image; the plain evaluation reads crops from its crop cache, 
 resamples in two steps), so the difference between the rows is the boxes' alone. The
 "image" NME is the error in units of the side of the crop the model saw (the detection's
 crop, or the ground-truth box's), as in the plain evaluation.
+
+A cascade (`--first-stage`) is evaluated the same way: its first stage crops from the boxes,
+its second from the first stage's points (`CascadePredictor`), and the ground-truth-box rows
+start the first stage from the annotated boxes.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from facemarks.engine.checkpoint import Checkpoint
 from facemarks.errors import CheckpointError, DataError, UnknownNameError
 from facemarks.geometry.affine import apply_to_points
 from facemarks.geometry.coords import to_normalized
+from facemarks.inference.cascade import CascadePredictor
 from facemarks.inference.detect import BoxesFile
 from facemarks.inference.predictor import BATCH_SIZE, LandmarkPredictor, TorchRunner
 from facemarks.registry import DETECTORS
@@ -155,13 +160,26 @@ def box_source(detector: str, predictor: LandmarkPredictor, data_spec: str):
 # ----------------------------------------------------------------------------- evaluation
 
 
-def load_predictor(path, decoder: str | None, device: str, threads: int | None, batch_size: int) -> LandmarkPredictor:
-    """The predictor of a box-crop checkpoint, decoding heatmaps with `decoder` (None: the model's)."""
+def load_predictor(path, decoder: str | None, device: str, threads: int | None, batch_size: int,
+                   first_stage=None):
+    """The predictor of a box-crop checkpoint, decoding heatmaps with `decoder` (None: the
+    model's); with `first_stage` (a box-crop checkpoint), the cascade of that first stage and
+    `path` (an aligned-crop checkpoint; facemarks.inference.cascade), decoding stage 2 with
+    `decoder`."""
+    if first_stage is None:
+        return load_stage(path, decoder, device, threads, batch_size, needs="box")
+    first = load_stage(first_stage, None, device, threads, batch_size, needs="box")
+    return CascadePredictor(first, load_stage(path, decoder, device, threads, batch_size, needs="points"))
+
+
+def load_stage(path, decoder: str | None, device: str, threads: int | None, batch_size: int, needs: str):
     checkpoint = Checkpoint.load(path)
     evaluate.check_decoder(checkpoint, path, decoder)
-    if checkpoint.crop.needs != "box":
-        raise CheckpointError(path, f"end-to-end evaluation (--detector) needs a model that crops from face boxes; "
-                                    f"this one crops from points ({checkpoint.crop!r})")
+    if checkpoint.crop.needs != needs:
+        wanted = {"box": "crops from face boxes (a single model, or the first stage of a cascade)",
+                  "points": "crops from a first stage's points (the second stage of a cascade)"}[needs]
+        raise CheckpointError(path, f"end-to-end evaluation (--detector) needs here a model that {wanted}; this one "
+                                    f"crops from {checkpoint.crop.needs} ({checkpoint.crop!r})")
     runner = TorchRunner(checkpoint.build_model(device), device, decoder=decoder or checkpoint.decoder, threads=threads)
     return LandmarkPredictor(runner, checkpoint.scheme, checkpoint.input_size, checkpoint.crop, "torch", path, batch_size)
 
@@ -190,13 +208,15 @@ def predict_image(predictor: LandmarkPredictor, samples: list, path: str, indice
             "truth_points": points[len(detections):]}
 
 
-def crop_errors(predictor: LandmarkPredictor, points: np.ndarray, boxes: np.ndarray, samples: list) -> dict:
+def crop_errors(predictor, points: np.ndarray, boxes: np.ndarray, samples: list) -> dict:
     """Per-face NME under every normalisation of points predicted on the crops of `boxes`
-    (the "image" norm in units of each crop's side, as `evaluate.face_errors` measures it)."""
+    (the "image" norm in units of each crop's side, as `evaluate.face_errors` measures it;
+    for a cascade, the side of its first stage's box crop)."""
     if not samples:
         return {norm: np.zeros(0) for norm in evaluate.NORMS}
-    size = predictor.input_size
-    matrices = np.stack([predictor.crop.matrix(size, box=box) for box in boxes])
+    boxed = getattr(predictor, "first", predictor)  # the stage that crops from the boxes
+    size = boxed.input_size
+    matrices = np.stack([boxed.crop.matrix(size, box=box) for box in boxes])
     truth = np.stack([s.landmarks for s in samples])
     predictions = {"input": to_normalized(apply_to_points(matrices, points), size),
                    "gt_input": to_normalized(apply_to_points(matrices, truth), size), "source": points}
@@ -204,10 +224,12 @@ def crop_errors(predictor: LandmarkPredictor, points: np.ndarray, boxes: np.ndar
 
 
 def evaluate_end_to_end(path, data_spec: str, split: str, detector: str = "haar", batch_size: int = BATCH_SIZE,
-                        decoder: str | None = None, device: str = "cpu", threads: int | None = None) -> dict:
-    """Evaluate checkpoint `path` on the full images of `data_spec` [split] with the boxes
-    of `detector` (a registered detector or "boxes:FILE"); see the module docstring."""
-    predictor = load_predictor(path, decoder, device, threads, batch_size)
+                        decoder: str | None = None, device: str = "cpu", threads: int | None = None,
+                        first_stage=None) -> dict:
+    """Evaluate checkpoint `path` (with `first_stage`: the cascade of that box-crop model and
+    the aligned-crop `path`) on the full images of `data_spec` [split] with the boxes of
+    `detector` (a registered detector or "boxes:FILE"); see the module docstring."""
+    predictor = load_predictor(path, decoder, device, threads, batch_size, first_stage)
     source = box_source(detector, predictor, data_spec)
     samples, ground_truth = evaluate.ground_truth_for(predictor.scheme, formats.load(data_spec, split), data_spec)
     groups = image_groups(samples)
@@ -231,7 +253,7 @@ def evaluate_end_to_end(path, data_spec: str, split: str, detector: str = "haar"
              "detected": crop_errors(predictor, detected_points[matched], detected_box[matched],
                                      [s for s, m in zip(samples, matched) if m]),
              "truth": crop_errors(predictor, truth_points, truth_boxes, samples)}
-    result = {"checkpoint": str(path), "data": data_spec, "split": split, "detector": detector,
+    result = {"checkpoint": str(path), "first_stage": None if first_stage is None else str(first_stage), "data": data_spec, "split": split, "detector": detector,
               "match_rule": MATCH_RULE, "ground_truth": ground_truth, "images": len(groups),
               "images_not_in_boxes_file": not_listed}
     return {**result, **tally(samples, faces, unmatched)}
@@ -265,7 +287,8 @@ def tally(samples: list, faces: dict, unmatched: list) -> dict:
 def format_end_to_end(result: dict) -> str:
     """The printed report: counts, the match rule, then one row per box source."""
     not_listed = result["images_not_in_boxes_file"]
-    lines = [f"end to end, boxes from {result['detector']}: {result['faces']} faces in {result['images']} images; "
+    cascade = f" (cascade: {result['first_stage']} -> {result['checkpoint']})" if result.get("first_stage") else ""
+    lines = [f"end to end{cascade}, boxes from {result['detector']}: {result['faces']} faces in {result['images']} images; "
              f"detected {result['detected']} ({100 * result['detected_fraction']:.1f} %); unmatched detections "
              f"{result['unmatched_detections']}" + (f"; {not_listed} images not in the boxes file" if not_listed else ""),
              f"match rule: {result['match_rule']}",
