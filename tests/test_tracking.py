@@ -14,6 +14,7 @@ import pytest
 
 import facemarks
 from facemarks import schemes
+from facemarks.inference import shape_check
 from facemarks.cli import main as cli_main
 from facemarks.data.sample import landmark_box
 from facemarks.data.synthetic.renderer import generate_face
@@ -70,6 +71,11 @@ class FakeModel:
         self.outputs.append((self.frame, found))
         return found
 
+    def keep_plausible(self, faces: list[dict]) -> list[dict]:
+        """The predictor's shape check, for real: scattered background points fail it."""
+        check = shape_check.for_scheme("300w")
+        return [face for face in faces if check.distances(face["landmarks"])[0] <= check.threshold]
+
 
 @pytest.fixture(scope="module")
 def video():
@@ -102,6 +108,22 @@ def test_tracking_runs_the_detector_every_n_frames_and_keeps_one_id(video):
     # Unsmoothed, the points are the model's own (those of the followed crop, not a redetection).
     (last,) = [out for frame, out in model.outputs if frame == 5]
     np.testing.assert_array_equal(found[5][0]["landmarks"], last[0]["landmarks"])
+
+
+def test_a_detection_on_the_background_starts_no_track(video):
+    """The detector also fires on an empty corner: the points the model gives there are not
+    shaped like a face, so that detection is dropped and only the face is followed."""
+    model = FakeModel()
+    corner = np.array([[2.0, 2.0, 50.0, 50.0]])
+    assert all(iou(corner[0], landmark_box(face)) == 0 for face in video.points[:3])
+    tracker = VideoTracker(model, lambda image: np.concatenate([model.detect(image), corner]),
+                           TrackerOptions(redetect_every=1, smooth=False))
+    for frame, face in enumerate(video.points[:3]):
+        model.show(frame, [face])
+        found = tracker.step(np.zeros((320, 320, 3), np.uint8))
+        assert [f["id"] for f in found] == [0]
+        np.testing.assert_allclose(found[0]["landmarks"], face, atol=2.0)
+    assert any(np.allclose(box, corner[0]) for _, box in model.crops)  # it was predicted, then dropped
 
 
 def test_per_frame_detection_runs_the_detector_on_every_frame_and_keeps_the_id(video):
@@ -310,7 +332,7 @@ def test_a_cascade_is_followed_by_its_second_stage_alone(video):
     gets the previous frame's points (points=), and the first stage (box crops) runs only
     on the frames the detector ran on."""
     first, second = FakeModel(), FakeSecondStage()
-    cascade = SimpleNamespace(scheme=SCHEME, second=second, predict=first.predict)
+    cascade = SimpleNamespace(scheme=SCHEME, second=second, predict=first.predict, keep_plausible=first.keep_plausible)
     tracker = VideoTracker(cascade, first.detect, TrackerOptions(redetect_every=4, smooth=False))
     previous = None
     for frame, face in enumerate(video.points[:9]):

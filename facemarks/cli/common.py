@@ -25,6 +25,12 @@ def add_threads(parser) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads for PyTorch / ONNX Runtime (default: theirs)")
 
 
+def add_shape_check(parser) -> None:
+    parser.add_argument("--no-shape-check", dest="check_shape", action="store_false",
+                        help="keep detected faces whose points are not shaped like a face (by default they are "
+                             "dropped: facemarks.inference.shape_check)")
+
+
 def add_batch_size(parser, default: int | None = 64, help_text: str = "faces per forward pass") -> None:
     parser.add_argument("--batch-size", type=int, default=default, help=f"{help_text} (default {default})")
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from facemarks.cli.common import add_batch_size, add_cache_dir, add_checkpoint, add_device, add_out, add_threads
+from facemarks.cli.common import (add_batch_size, add_cache_dir, add_checkpoint, add_device, add_out, add_shape_check,
+                                    add_threads)
 from facemarks.engine.evaluate import evaluate_checkpoint, format_summary
 from facemarks.engine.stability import format_jitter, jitter_checkpoint, jitter_summary
 from facemarks.errors import ConfigError
@@ -28,6 +29,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--first-stage", metavar="PATH",
                         help="aligned-crop models: the checkpoint whose points the crops are aligned on "
                              "(default: the ground truth, an oracle)")
+    add_shape_check(parser)
     parser.add_argument("--detector", metavar="haar|whole|boxes:FILE",
                         help="also evaluate end to end: run the predictor on the full images with these face boxes "
                              "(haar: the calibrated face detector; whole: the whole image is the face box; "
@@ -60,7 +62,7 @@ def run(args) -> int:
     # End to end first: a bad boxes file is refused before any prediction.
     end_to_end = evaluate_end_to_end(args.checkpoint, args.data, args.split, args.detector, args.batch_size,
                                      decoder=args.decoder, device=args.device,
-                                     first_stage=args.first_stage) if args.detector else None
+                                     first_stage=args.first_stage, check_shape=args.check_shape) if args.detector else None
     result = evaluate_checkpoint(args.checkpoint, args.data, args.split, args.batch_size, cache_dir=args.cache_dir,
                                  flip_test=args.flip_test, decoder=args.decoder, device=args.device,
                                  first_stage=args.first_stage)

@@ -28,6 +28,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--boxes", help="JSON or CSV file of face boxes per image (landmark-box convention, "
                                         "x_min y_min x_max y_max); replaces the detector")
     parser.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    common.add_shape_check(parser)
     common.add_device(parser)
     common.add_threads(parser)
     common.add_batch_size(parser, default=64, help_text="faces per forward pass")
@@ -91,7 +92,7 @@ def run(args) -> int:
     tracking = tracking_options(args)
     boxes_file = BoxesFile(args.boxes) if args.boxes else None
     predictor = load(args.checkpoint, backend=args.backend, device=args.device, threads=args.threads,
-                     first_stage=args.first_stage, batch_size=args.batch_size)
+                     first_stage=args.first_stage, batch_size=args.batch_size, check_shape=args.check_shape)
     document = predict_files(predictor, args.inputs, out_dir, args.detector, boxes_file, overlay=not args.no_overlay,
                              draw_pose=args.draw_pose, tracking=tracking)
     write_json(document, json_path)

@@ -53,11 +53,18 @@ class CascadePredictor:
         """Landmarks of every face: `boxes` (K, 4) for the first stage, or None to detect
         them with `detector`. Returns one dict per face: {"box": the first stage's box,
         "landmarks": (N, 2) stage 2's points in source pixels, "scheme": stage 2's name,
-        "pose": the head pose of stage 2's points}."""
+        "pose": the head pose of stage 2's points, "shape_distance" where stage 2's scheme
+        has a shape reference}; detected faces whose stage-2 points are not shaped like a
+        face are dropped (`keep_plausible`)."""
         image = as_rgb_image(image)
         faces = self.first.predict(image, boxes=boxes, detector=detector)
         if not faces:
             return []
         points = np.stack([face["landmarks"] for face in faces])
         refined = self.second.predict(image, points=points, points_scheme=self.first.scheme)
-        return [{**face, "box": first["box"]} for first, face in zip(faces, refined)]
+        merged = [{**face, "box": first["box"]} for first, face in zip(faces, refined)]
+        return self.keep_plausible(merged) if boxes is None else merged
+
+    def keep_plausible(self, faces: list[dict]) -> list[dict]:
+        """The faces whose stage-2 points pass stage 2's shape check."""
+        return self.second.keep_plausible(faces)

@@ -24,6 +24,9 @@ index, then lower face index), keeping a pair only when neither its detection no
 is taken: each face gets at most one detection and each detection at most one face.
 Faces left without a detection are missed; detections left without a face are unmatched
 (false detections, or faces that are not annotated, e.g. a neighbour cut by the crop).
+Before the match, detections whose predicted points fail the shape check are dropped, as
+`predict` drops them (facemarks.inference.shape_check; `check_shape=False`, or
+`--no-shape-check`, keeps them); the result counts them and the faces they would have matched.
 
 Figures (each NME normalisation of `facemarks.engine.evaluate`, FR@0.1 and AUC@0.1): the
 model on the detections of the matched faces, and the same model on ground-truth boxes
@@ -161,18 +164,19 @@ def box_source(detector: str, predictor: LandmarkPredictor, data_spec: str):
 
 
 def load_predictor(path, decoder: str | None, device: str, threads: int | None, batch_size: int,
-                   first_stage=None):
+                   first_stage=None, check_shape: bool = True):
     """The predictor of a box-crop checkpoint, decoding heatmaps with `decoder` (None: the
     model's); with `first_stage` (a box-crop checkpoint), the cascade of that first stage and
     `path` (an aligned-crop checkpoint; facemarks.inference.cascade), decoding stage 2 with
     `decoder`."""
     if first_stage is None:
-        return load_stage(path, decoder, device, threads, batch_size, needs="box")
-    first = load_stage(first_stage, None, device, threads, batch_size, needs="box")
-    return CascadePredictor(first, load_stage(path, decoder, device, threads, batch_size, needs="points"))
+        return load_stage(path, decoder, device, threads, batch_size, "box", check_shape)
+    first = load_stage(first_stage, None, device, threads, batch_size, "box", check_shape)
+    return CascadePredictor(first, load_stage(path, decoder, device, threads, batch_size, "points", check_shape))
 
 
-def load_stage(path, decoder: str | None, device: str, threads: int | None, batch_size: int, needs: str):
+def load_stage(path, decoder: str | None, device: str, threads: int | None, batch_size: int, needs: str,
+               check_shape: bool):
     checkpoint = Checkpoint.load(path)
     evaluate.check_decoder(checkpoint, path, decoder)
     if checkpoint.crop.needs != needs:
@@ -181,7 +185,8 @@ def load_stage(path, decoder: str | None, device: str, threads: int | None, batc
         raise CheckpointError(path, f"end-to-end evaluation (--detector) needs here a model that {wanted}; this one "
                                     f"crops from {checkpoint.crop.needs} ({checkpoint.crop!r})")
     runner = TorchRunner(checkpoint.build_model(device), device, decoder=decoder or checkpoint.decoder, threads=threads)
-    return LandmarkPredictor(runner, checkpoint.scheme, checkpoint.input_size, checkpoint.crop, "torch", path, batch_size)
+    return LandmarkPredictor(runner, checkpoint.scheme, checkpoint.input_size, checkpoint.crop, "torch", path,
+                             batch_size, check_shape)
 
 
 def image_groups(samples: list) -> dict[str, list[int]]:
@@ -194,18 +199,24 @@ def image_groups(samples: list) -> dict[str, list[int]]:
 
 def predict_image(predictor: LandmarkPredictor, samples: list, path: str, indices: list[int], source) -> dict:
     """One image: its boxes, the match, and the points predicted on the detections and on
-    the ground-truth boxes of its faces (one predictor call for all of them)."""
+    the ground-truth boxes of its faces (one predictor call for all of them). Detections
+    whose points fail the shape check are dropped before the match, as `predict` drops them
+    (facemarks.inference.shape_check); "rejected" counts them, and the faces they cost."""
     image = read_image(path)
     found = source(path, image)
     detections = np.zeros((0, 4)) if found is None else np.asarray(found, dtype=np.float64).reshape(-1, 4)
     faces = [samples[i] for i in indices]
-    chosen, ious = match_detections(detections, np.stack([landmark_box(s.landmarks) for s in faces]))
+    face_boxes = np.stack([landmark_box(s.landmarks) for s in faces])
     truth_boxes = np.stack([np.asarray(s.box, dtype=np.float64) for s in faces])
     predicted = predictor.predict(image, boxes=np.concatenate([detections, truth_boxes]))
     points = np.stack([face["landmarks"] for face in predicted])
-    return {"detections": detections, "chosen": chosen, "iou": ious,
-            "detected_points": points[:len(detections)], "truth_boxes": truth_boxes,
-            "truth_points": points[len(detections):]}
+    kept = np.array([bool(predictor.keep_plausible([face])) for face in predicted[:len(detections)]], dtype=bool)
+    unchecked, _ = match_detections(detections, face_boxes)
+    chosen, ious = match_detections(detections[kept], face_boxes)
+    lost = int(np.sum((unchecked >= 0) & (chosen < 0)))
+    return {"detections": detections[kept], "chosen": chosen, "iou": ious,
+            "detected_points": points[:len(detections)][kept], "truth_boxes": truth_boxes,
+            "truth_points": points[len(detections):], "rejected": (int((~kept).sum()), lost)}
 
 
 def crop_errors(predictor, points: np.ndarray, boxes: np.ndarray, samples: list) -> dict:
@@ -225,11 +236,11 @@ def crop_errors(predictor, points: np.ndarray, boxes: np.ndarray, samples: list)
 
 def evaluate_end_to_end(path, data_spec: str, split: str, detector: str = "haar", batch_size: int = BATCH_SIZE,
                         decoder: str | None = None, device: str = "cpu", threads: int | None = None,
-                        first_stage=None) -> dict:
+                        first_stage=None, check_shape: bool = True) -> dict:
     """Evaluate checkpoint `path` (with `first_stage`: the cascade of that box-crop model and
     the aligned-crop `path`) on the full images of `data_spec` [split] with the boxes of
     `detector` (a registered detector or "boxes:FILE"); see the module docstring."""
-    predictor = load_predictor(path, decoder, device, threads, batch_size, first_stage)
+    predictor = load_predictor(path, decoder, device, threads, batch_size, first_stage, check_shape)
     source = box_source(detector, predictor, data_spec)
     samples, ground_truth = evaluate.ground_truth_for(predictor.scheme, formats.load(data_spec, split), data_spec)
     groups = image_groups(samples)
@@ -237,9 +248,10 @@ def evaluate_end_to_end(path, data_spec: str, split: str, detector: str = "haar"
     detected_box = np.full((len(samples), 4), np.nan)
     detected_points = np.full((len(samples), predictor.num_points, 2), np.nan)
     truth_boxes, truth_points = np.zeros((len(samples), 4)), np.zeros_like(detected_points)
-    iou, unmatched = np.full(len(samples), np.nan), []
+    iou, unmatched, rejected = np.full(len(samples), np.nan), [], np.zeros(2, dtype=int)
     for image_path, indices in groups.items():
         found = predict_image(predictor, samples, image_path, indices, source)
+        rejected += found["rejected"]
         for k, index in enumerate(indices):
             truth_boxes[index], truth_points[index] = found["truth_boxes"][k], found["truth_points"][k]
             if found["chosen"][k] >= 0:
@@ -253,9 +265,11 @@ def evaluate_end_to_end(path, data_spec: str, split: str, detector: str = "haar"
              "detected": crop_errors(predictor, detected_points[matched], detected_box[matched],
                                      [s for s, m in zip(samples, matched) if m]),
              "truth": crop_errors(predictor, truth_points, truth_boxes, samples)}
-    result = {"checkpoint": str(path), "first_stage": None if first_stage is None else str(first_stage), "data": data_spec, "split": split, "detector": detector,
-              "match_rule": MATCH_RULE, "ground_truth": ground_truth, "images": len(groups),
-              "images_not_in_boxes_file": not_listed}
+    result = {"checkpoint": str(path), "first_stage": None if first_stage is None else str(first_stage),
+              "data": data_spec, "split": split, "detector": detector, "match_rule": MATCH_RULE,
+              "ground_truth": ground_truth, "images": len(groups), "images_not_in_boxes_file": not_listed,
+              "shape_check": check_shape, "rejected_detections": int(rejected[0]),
+              "faces_lost_to_check": int(rejected[1])}
     return {**result, **tally(samples, faces, unmatched)}
 
 
@@ -290,7 +304,11 @@ def format_end_to_end(result: dict) -> str:
     cascade = f" (cascade: {result['first_stage']} -> {result['checkpoint']})" if result.get("first_stage") else ""
     lines = [f"end to end{cascade}, boxes from {result['detector']}: {result['faces']} faces in {result['images']} images; "
              f"detected {result['detected']} ({100 * result['detected_fraction']:.1f} %); unmatched detections "
-             f"{result['unmatched_detections']}" + (f"; {not_listed} images not in the boxes file" if not_listed else ""),
+             f"{result['unmatched_detections']}"
+             + (f"; {not_listed} images not in the boxes file" if not_listed else "")
+             + (f"; the shape check rejected {result['rejected_detections']} detections ("
+                f"{result['faces_lost_to_check']} of them matched a face)" if result.get("shape_check") else
+                "; no shape check"),
              f"match rule: {result['match_rule']}",
              f"ground truth: {result['ground_truth']}; missed, or inter-ocular NME > 0.1: "
              f"{100 * result['missed_or_failed_fraction']:.2f} % of all faces",

@@ -35,6 +35,7 @@ from facemarks.geometry.coords import to_source
 from facemarks.geometry.crop import CropPolicy
 from facemarks.inference.cascade import CascadePredictor
 from facemarks.inference.preprocess import as_rgb_image, crops_to_input, cut_crops
+from facemarks.inference.shape_check import check_of, keep_faces
 from facemarks.pose import head_pose
 from facemarks.registry import DETECTORS
 
@@ -95,11 +96,12 @@ class LandmarkPredictor:
 
     Attributes: scheme (the landmark `Scheme`), num_points, input_size (S, pixels), crop (the
     `CropPolicy`), backend ("torch" or "onnx"), source (the checkpoint or ONNX file),
-    batch_size (faces per forward pass).
+    batch_size (faces per forward pass), check_shape (drop detected faces whose points are
+    not shaped like a face: facemarks.inference.shape_check).
     """
 
     def __init__(self, runner: Callable[[np.ndarray], np.ndarray], scheme: schemes.Scheme, input_size: int,
-                 crop: CropPolicy, backend: str, source, batch_size: int = BATCH_SIZE):
+                 crop: CropPolicy, backend: str, source, batch_size: int = BATCH_SIZE, check_shape: bool = True):
         self.runner = runner
         self.scheme = schemes.get(scheme)
         self.input_size = int(input_size)
@@ -107,6 +109,7 @@ class LandmarkPredictor:
         self.backend = backend
         self.source = str(source)
         self.batch_size = int(batch_size)
+        self.check_shape = bool(check_shape)
         self._detectors: dict[str, Callable] = {}
 
     @property
@@ -139,26 +142,40 @@ class LandmarkPredictor:
                  face) in source pixels, e.g. a first stage's output: 5 points (eye centres,
                  nose tip, mouth corners) or the points of `points_scheme` (a Scheme or name;
                  None: the built-in scheme with M points), reduced with `schemes.to_5pt`.
+        Detected faces whose points are not shaped like a face are dropped (`keep_plausible`);
+        faces in given boxes or from given points are all kept.
         Returns one dict per face: {"box": [4 floats] (the given or detected box; for
         aligned crops the extent of the given points), "landmarks": (N, 2) float64 in source
         image pixels (0-based pixel-centre), "scheme": name, "pose": the head pose of the
-        predicted points (see `face_pose`)}. No face: an empty list.
+        predicted points (see `face_pose`), and for a scheme with a shape reference
+        "shape_distance": the points' Procrustes distance from its mean face}. No face: an
+        empty list.
         """
         image = as_rgb_image(image)
+        detected = boxes is None and self.crop.needs != "points"
         if self.crop.needs == "points":
             boxes, matrices = self._matrices_from_points(points, points_scheme)
         else:
             if points is not None:
                 raise ValueError(f"{self.source}: this model crops from face boxes ({self.crop!r}); "
                                  "pass boxes= (or none, to detect faces), not points=")
-            boxes = self.detect(image, detector) if boxes is None else checked_boxes(boxes)
+            boxes = self.detect(image, detector) if detected else checked_boxes(boxes)
             matrices = np.stack([self.crop.matrix(self.input_size, box=box) for box in boxes]) if len(boxes) else None
         if len(boxes) == 0:
             return []
         landmarks = self.landmarks(image, matrices)
         size = (image.shape[1], image.shape[0])
-        return [{"box": [float(v) for v in box], "landmarks": face, "scheme": self.scheme.name,
-                 "pose": face_pose(face, self.scheme, size)} for box, face in zip(boxes, landmarks)]
+        faces = [{"box": [float(v) for v in box], "landmarks": face, "scheme": self.scheme.name,
+                  "pose": face_pose(face, self.scheme, size)} for box, face in zip(boxes, landmarks)]
+        check = check_of(self.scheme)
+        if check is not None:
+            for face, distance in zip(faces, check.distances(landmarks)):
+                face["shape_distance"] = float(distance)
+        return self.keep_plausible(faces) if detected else faces
+
+    def keep_plausible(self, faces: list[dict]) -> list[dict]:
+        """The faces that pass the shape check (all of them with check_shape off)."""
+        return keep_faces(faces) if self.check_shape else faces
 
     def _matrices_from_points(self, points, points_scheme) -> tuple[np.ndarray, np.ndarray]:
         """(boxes (K, 4), matrices (K, 2, 3)) of an aligned crop from each face's points."""
@@ -223,7 +240,7 @@ def checked_boxes(boxes) -> np.ndarray:
 
 
 def load(path=None, backend: str = "torch", device: str = "cpu", threads: int | None = None,
-         first_stage=None, batch_size: int = BATCH_SIZE):
+         first_stage=None, batch_size: int = BATCH_SIZE, check_shape: bool = True):
     """Load a landmark model for prediction.
 
     path: a facemarks checkpoint (.pt) or an ONNX file written by `facemarks export`
@@ -235,10 +252,13 @@ def load(path=None, backend: str = "torch", device: str = "cpu", threads: int | 
         Runtime (None: their default). batch_size: faces per forward pass.
     first_stage: a second model file (same backend): returns a `CascadePredictor` that runs
         it on face boxes and then `path` (an aligned-crop model) on crops aligned to its points.
+    check_shape: drop detected faces whose points are not shaped like a face
+        (facemarks.inference.shape_check); False keeps every detection.
     Raises CheckpointError naming the file when it is missing or not a usable model.
     """
     if first_stage is not None:
-        options = {"backend": backend, "device": device, "threads": threads, "batch_size": batch_size}
+        options = {"backend": backend, "device": device, "threads": threads, "batch_size": batch_size,
+                   "check_shape": check_shape}
         return CascadePredictor(load(first_stage, **options), load(path, **options))
     path = default_checkpoint() if path is None else Path(path)
     if path.suffix.lower() == ".onnx":
@@ -251,10 +271,10 @@ def load(path=None, backend: str = "torch", device: str = "cpu", threads: int | 
         meta = runner.metadata
         runner.check_signature(meta["scheme"].num_points, meta["input_size"])
         return LandmarkPredictor(runner, meta["scheme"], meta["input_size"], meta["crop"], "onnx", onnx_path,
-                                 batch_size)
+                                 batch_size, check_shape)
     if backend != "torch":
         raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
     checkpoint = Checkpoint.load(path)
     runner = TorchRunner(checkpoint.build_model(), device, decoder=checkpoint.decoder, threads=threads)
     return LandmarkPredictor(runner, checkpoint.scheme, checkpoint.input_size, checkpoint.crop, "torch", path,
-                             batch_size)
+                             batch_size, check_shape)

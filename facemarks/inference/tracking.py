@@ -272,7 +272,7 @@ class VideoTracker:
                 track.misses = 0 if detection >= 0 else track.misses + 1
             kept[:] = [(track, face) for track, face in kept if track.misses < self.options.max_misses]
             boxes = np.delete(boxes, covered[covered >= 0], axis=0)
-        faces = self.predictor.predict(image, boxes=boxes) if len(boxes) else []
+        faces = self.predictor.keep_plausible(self.predictor.predict(image, boxes=boxes)) if len(boxes) else []
         if not faces:
             return []
         owner = np.full(len(faces), -1)
