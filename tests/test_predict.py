@@ -22,6 +22,7 @@ from facemarks import models, schemes
 from facemarks.cli import main as cli_main
 from facemarks.engine.checkpoint import Checkpoint, ModelSpec
 from facemarks.geometry.crop import AlignCrop, BoxCrop
+from facemarks.inference import shape_check
 from facemarks.inference.cascade import CascadePredictor
 from facemarks.inference.detect import BoxesFile, HaarFaceDetector, map_boxes, whole_image_box
 from facemarks.errors import CheckpointError, DataError, UnknownNameError
@@ -517,9 +518,12 @@ def test_predict_folder_json_no_face_and_bad_file(tmp_path, constant_checkpoint,
     faced = by_name["face.jpg"]
     assert len(faced["faces"]) == 1
     record = faced["faces"][0]
-    assert set(record) == {"box", "landmarks", "scheme", "pose"} and record["scheme"] == "300w"
+    assert set(record) == {"box", "landmarks", "scheme", "pose", "shape_distance"} and record["scheme"] == "300w"
     assert len(record["box"]) == 4
     landmarks = np.array(record["landmarks"])
+    check = shape_check.for_scheme("300w")
+    assert record["shape_distance"] == pytest.approx(check.distances(landmarks)[0], abs=2e-4)
+    assert record["shape_distance"] < check.threshold
     assert landmarks.shape == (NUM_POINTS, 2)
     # The pose is that of the predicted points, with the image's size (JSON rounds both).
     expected_pose = head_pose(landmarks, "300w", (face.shape[1], face.shape[0])).as_dict()

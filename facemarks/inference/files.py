@@ -28,7 +28,10 @@ a video entry: {"file", "video": true, "fps", "width", "height", "frames_expecte
 "frames_read", "truncated", ["tracking"], "frames": [{"frame": k, ["detector"], "faces": [...],
 ["note"]}], ["overlay"]}; a failed input: {"file", "error"}. A face:
     {["id"], "box": [x_min, y_min, x_max, y_max], "landmarks": [[x, y], ...], "scheme": name,
-     "pose": {"yaw": deg, "pitch": deg, "roll": deg} or null}
+     "pose": {"yaw": deg, "pitch": deg, "roll": deg} or null, ["shape_distance"]}
+shape_distance (schemes with a shape reference, facemarks.inference.shape_check): the
+points' Procrustes distance from the mean face, rounded to 1e-4; detected faces above the
+reference's threshold are not listed (unless --no-shape-check).
 pose is the head pose of the predicted points (facemarks.pose: yaw > 0 turned towards
 image-right, pitch > 0 tilted up, roll > 0 counter-clockwise on screen; one PnP fit with
 the focal length max(width, height)), rounded to 0.1 degree; null for a scheme other than
@@ -99,7 +102,8 @@ def face_record(face: dict) -> dict:
     record = {"id": int(face["id"])} if "id" in face else {}
     return {**record, "box": [round(float(v), 3) for v in face["box"]],
             "landmarks": np.round(np.asarray(face["landmarks"], dtype=np.float64), 3).tolist(),
-            "scheme": face["scheme"], "pose": face.get("pose")}
+            "scheme": face["scheme"], "pose": face.get("pose"),
+            **({"shape_distance": round(float(face["shape_distance"]), 4)} if "shape_distance" in face else {})}
 
 
 SHIFT = 4  # fixed-point bits of the drawing coordinates: pixels * 16
