@@ -30,6 +30,14 @@ def test_weights_are_positive_and_sum_to_the_number_of_regions():
     weights = attention(torch.randn(6, 40))
     assert weights.shape == (6, 5) and (weights > 0).all()
     assert torch.allclose(weights.sum(dim=1), torch.full((6,), 5.0), atol=1e-5)
+    # the floor: even a region whose logit is far below the others keeps half its weight
+    with torch.no_grad():
+        attention.fc2.bias.copy_(torch.tensor([-50.0, 0.0, 0.0, 0.0, 0.0]))
+        attention.fc2.weight.zero_()
+    floored = attention(torch.randn(2, 40))
+    share = 0.5 + 5 * 0.5 / 4  # 0.5 + R (1 - 0.5) softmax, the softmax 1/4 on each of the other four
+    expected = torch.tensor([0.5, share, share, share, share])
+    assert torch.allclose(floored, expected.expand(2, 5), atol=1e-6)
     assert weights.std() > 0.1  # not all 1: the features do move them
 
 
