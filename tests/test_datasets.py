@@ -871,7 +871,8 @@ def test_load_splits_refuses_a_face_in_two_splits(tmp_path):
     from facemarks.data.splits import load_splits
 
     path = overlap_csv(tmp_path)
-    config = types.SimpleNamespace(spec=f"csv:{path}", train_split="train", val_split="val", test_split="test", val_fraction=0.2)
+    config = types.SimpleNamespace(spec=f"csv:{path}", train_split="train", val_split="val", test_split="test", val_fraction=0.2,
+                                   points=None)
     with pytest.raises(DataError) as info:
         load_splits(config)
     message = str(info.value)
