@@ -395,14 +395,12 @@ def shufflenetv2(
 
 
 class Fire(nn.Module):
-    """SqueezeNet fire module: 1x1 squeeze, then parallel 1x1 and 3x3 expands, concatenated.
-    batch_norm: BatchNorm between the squeeze and its ReLU (`squeeze_activation.0`)."""
+    """SqueezeNet fire module: 1x1 squeeze, then parallel 1x1 and 3x3 expands, concatenated."""
 
-    def __init__(self, in_ch: int, squeeze: int, expand1x1: int, expand3x3: int, batch_norm: bool = False):
+    def __init__(self, in_ch: int, squeeze: int, expand1x1: int, expand3x3: int):
         super().__init__()
         self.squeeze = nn.Conv2d(in_ch, squeeze, kernel_size=1)
-        self.squeeze_activation = (nn.Sequential(nn.BatchNorm2d(squeeze), nn.ReLU(inplace=True)) if batch_norm
-                                   else nn.ReLU(inplace=True))
+        self.squeeze_activation = nn.ReLU(inplace=True)
         self.expand1x1 = nn.Conv2d(squeeze, expand1x1, kernel_size=1)
         self.expand1x1_activation = nn.ReLU(inplace=True)
         self.expand3x3 = nn.Conv2d(squeeze, expand3x3, kernel_size=3, padding=1)
@@ -474,11 +472,6 @@ class ThesisSqueezeNetBackbone(nn.Module):
     thesis's landmark SqueezeNet: the large stride-2 kernel shrinks the map fast, the BN
     steadies the one layer that sees raw pixels. Output: (B, 512, ~S/16, ~S/16).
 
-    Unlike the thesis, every fire module also has a BatchNorm after its squeeze: trained from
-    scratch (no ImageNet weights here), the stack without it lost the difference between
-    faces within a few dozen steps (the across-batch spread of the last map fell from 0.1 to
-    0.002 with AdamW at 2e-3) and never got past the mean shape; with it, it learns.
-
     Names follow torchvision's squeezenet1_0 `features` (features.0 conv, features.3..12
     fires); the BN and ReLU sit together at features.1 (where torchvision has its parameter-free
     ReLU), so every torchvision index is kept. A squeezenet1_0 file still does not load
@@ -493,16 +486,16 @@ class ThesisSqueezeNetBackbone(nn.Module):
             nn.Conv2d(3, 96, kernel_size=7, stride=2),
             nn.Sequential(nn.BatchNorm2d(96), nn.ReLU(inplace=True)),
             nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
-            Fire(96, 16, 64, 64, batch_norm=True),
-            Fire(128, 16, 64, 64, batch_norm=True),
-            Fire(128, 32, 128, 128, batch_norm=True),
+            Fire(96, 16, 64, 64),
+            Fire(128, 16, 64, 64),
+            Fire(128, 32, 128, 128),
             nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
-            Fire(256, 32, 128, 128, batch_norm=True),
-            Fire(256, 48, 192, 192, batch_norm=True),
-            Fire(384, 48, 192, 192, batch_norm=True),
-            Fire(384, 64, 256, 256, batch_norm=True),
+            Fire(256, 32, 128, 128),
+            Fire(256, 48, 192, 192),
+            Fire(384, 48, 192, 192),
+            Fire(384, 64, 256, 256),
             nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True),
-            Fire(512, 64, 256, 256, batch_norm=True),
+            Fire(512, 64, 256, 256),
         )
         self.out_channels = 512
         init_fire_convs(self)
