@@ -75,8 +75,8 @@ def main(argv=None) -> int:
     print(describe(f"annotated, {args.test_split}", procrustes_distance(np.stack([s.landmarks for s in test]),
                                                                         check.mean_shape)))
     matched, unmatched = detection_distances(check, facemarks.load(args.checkpoint), test)
-    print(describe(f"predicted, matched Haar boxes", matched))
-    print(describe(f"predicted, unmatched Haar boxes", unmatched))
+    print(describe("predicted, matched Haar boxes", matched))
+    print(describe("predicted, unmatched Haar boxes", unmatched))
     print(f"rejected by the threshold: {int((matched > check.threshold).sum())} of {len(matched)} matched, "
           f"{int((unmatched > check.threshold).sum())} of {len(unmatched)} unmatched detections")
     if args.write:
